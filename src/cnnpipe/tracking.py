@@ -1,0 +1,129 @@
+"""MLflow tracking: one MLflow run per pipeline run, shared by the stages.
+
+train opens the run and writes its id to RUN_FILE (a DVC output); evaluate and export
+reopen that run to add their metrics and files. The default store is SQLite at the
+project root. DVC runs queued experiments in temporary copies of the repository but
+sets DVC_ROOT to the main one, so every experiment lands in the same store.
+MLFLOW_TRACKING_URI, when set, overrides all of this.
+"""
+
+import contextlib
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from cnnpipe.files import read_json, write_json
+
+RUN_FILE = Path("metrics/mlflow_run.json")
+
+
+def project_root() -> Path:
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def flatten(params) -> dict[str, object]:
+    """Params dataclass -> {"lr": 0.01, "data.image_size": 32, ...}."""
+    flat = {}
+
+    def walk(value, prefix):
+        if dataclasses.is_dataclass(value):
+            for f in dataclasses.fields(value):
+                walk(getattr(value, f.name), f"{prefix}{f.name}.")
+        else:
+            flat[prefix.rstrip(".")] = value
+
+    walk(params, "")
+    return flat
+
+
+@contextlib.contextmanager
+def start_run(params):
+    """Open a new run for this pipeline run (the train stage) and record its id."""
+    experiment_id = _experiment_id(params.tracking.experiment)
+    run_name = os.environ.get("DVC_EXP_NAME") or None
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=_tags()) as run:
+        mlflow.log_params(flatten(params))
+        write_json(RUN_FILE, {"mlflow_run_id": run.info.run_id})
+        yield run
+
+
+@contextlib.contextmanager
+def continue_run(params):
+    """Reopen the run the train stage started (evaluate, export)."""
+    _experiment_id(params.tracking.experiment)
+    run_id = read_json(RUN_FILE)["mlflow_run_id"] if RUN_FILE.exists() else None
+    try:
+        active = mlflow.start_run(run_id=run_id) if run_id else None
+    except MlflowException:
+        active = None
+    if active is None:
+        # The store was moved or deleted since train ran: keep tracking in a fresh run.
+        print(
+            f"warning: MLflow run {run_id} is not in {tracking_uri()}; logging to a new run",
+            file=sys.stderr,
+        )
+        with start_run(params) as run:
+            yield run
+        return
+    with active as run:
+        yield run
+
+
+def _experiment_id(name: str) -> str:
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if not tracking_uri().startswith(("http:", "https:", "databricks")):
+        # A local store puts artifacts under the current directory by default, which
+        # for a queued experiment is a temporary copy that DVC deletes. A server
+        # decides for itself where artifacts go.
+        location = (project_root() / "mlartifacts").as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        # Another stage process created it first.
+        return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def _tags() -> dict[str, str]:
+    tags = {}
+    commit = _git("rev-parse", "HEAD")
+    if commit:
+        tags["git.commit"] = commit
+    for env, tag in (("DVC_EXP_NAME", "dvc.exp_name"), ("DVC_EXP_BASELINE_REV", "dvc.baseline")):
+        if os.environ.get(env):
+            tags[tag] = os.environ[env]
+    return tags
+
+
+def _git(*args) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def log_epoch(row: dict) -> None:
+    """Per-epoch metrics, with the epoch as the step so MLflow draws curves over epochs."""
+    mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+
+
+def log_metrics(metrics: dict[str, float]) -> None:
+    mlflow.log_metrics(metrics)
+
+
+def log_files(*paths: str | Path, folder: str | None = None) -> None:
+    for path in paths:
+        mlflow.log_artifact(str(path), artifact_path=folder)

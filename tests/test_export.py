@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from cnnpipe.checkpoint import ModelSpec
+from cnnpipe.errors import CnnpipeError
+from cnnpipe.export import check_parity, onnx_parity, to_onnx
+
+
+def test_onnx_export_has_dynamic_batch_metadata_and_matches_torch(tmp_path):
+    spec = ModelSpec("lenet", 3, 1, 16, [0.5], [0.25], ["a", "b", "向日葵"])
+    torch.manual_seed(0)
+    model = spec.build().eval()
+    path = tmp_path / "model.onnx"
+    to_onnx(model, spec, path, opset=20)
+
+    proto = onnx.load(str(path))
+    assert not list(tmp_path.glob("*.data"))  # weights live inside the one file
+    batch = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param  # symbolic, so any batch size runs
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["classes"]) == ["a", "b", "向日葵"]
+    assert json.loads(meta["mean"]) == [0.5] and meta["image_size"] == "16"
+
+    images = torch.randn(37, 1, 16, 16)
+    with torch.no_grad():
+        reference = model(images).numpy()
+    result = onnx_parity(path, images.numpy(), reference)
+    assert result["onnx_max_abs_diff"] < 1e-4
+    assert result["onnx_top1_agreement"] == 1.0
+    check_parity(result, atol=1e-4, min_agreement=1.0)
+
+
+def test_parity_gate_fails_beyond_tolerance():
+    with pytest.raises(
+        CnnpipeError, match=r"differ from PyTorch by 0.01 \(export.atol is 0.0001\)"
+    ):
+        check_parity({"onnx_max_abs_diff": 0.01, "onnx_top1_agreement": 1.0}, 1e-4, 1.0)
+    with pytest.raises(CnnpipeError, match="agrees with PyTorch on 90.00%"):
+        check_parity({"onnx_max_abs_diff": 0.0, "onnx_top1_agreement": 0.9}, 1e-4, 1.0)
+    check_parity({"onnx_max_abs_diff": 0.0, "onnx_top1_agreement": np.float64(1.0)}, 1e-4, 1.0)
