@@ -1,0 +1,60 @@
+"""The `cnnpipe` command: look at what the pipeline produced.
+
+cnnpipe ui            the MLflow UI over this project's runs, on 127.0.0.1
+cnnpipe netron [FILE] a model's graph in Netron, on 127.0.0.1 (no browser is opened)
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from cnnpipe.errors import CnnpipeError, exit_on_error
+
+
+def cmd_ui(args) -> None:
+    from cnnpipe.tracking import tracking_uri
+
+    uri = tracking_uri()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    command += ["--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    os.execv(sys.executable, command)
+
+
+def cmd_netron(args) -> None:
+    import netron
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise CnnpipeError(f"{path}: no such model file; run `dvc repro` to export one")
+    host, port = netron.start(str(path), address=(args.host, args.port), browse=False)
+    print(f"Serving {path} at http://{host}:{port} (Ctrl-C stops it)", flush=True)
+    netron.wait()  # returns on Ctrl-C after stopping the server
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnnpipe", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ui = sub.add_parser("ui", help="serve the MLflow UI over this project's runs")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default: %(default)s)")
+    ui.set_defaults(run=cmd_ui)
+
+    net = sub.add_parser("netron", help="serve a model file in Netron")
+    net.add_argument("file", nargs="?", default="models/model.onnx", help="default: %(default)s")
+    net.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    net.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    net.set_defaults(run=cmd_netron)
+    return parser
+
+
+@exit_on_error
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

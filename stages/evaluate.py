@@ -1,0 +1,56 @@
+"""Stage 4: score the best checkpoint on the test split it has never seen."""
+
+import torch.nn.functional as F
+
+from cnnpipe import tracking
+from cnnpipe.checkpoint import load_model
+from cnnpipe.config import load_params
+from cnnpipe.data.batches import DeviceData
+from cnnpipe.data.prepared import load_prepared
+from cnnpipe.data.split import load_split
+from cnnpipe.errors import exit_on_error
+from cnnpipe.files import write_csv, write_json
+from cnnpipe.metrics import confusion, per_class_report
+from cnnpipe.plots import confusion_png
+from cnnpipe.train import predict, resolve_device
+
+
+@exit_on_error
+def main():
+    params = load_params()
+    device = resolve_device(params.train.device)
+    model, spec = load_model("models/best.pth", "models/model.json", device)
+
+    data, test_idx = load_prepared("data/prepared"), load_split("data/split")["test"]
+    test = DeviceData(data.images[test_idx], data.labels[test_idx], spec.mean, spec.std, device)
+
+    logits = predict(model, test, params.batch_size)
+    y_true, y_pred = test.labels.cpu().numpy(), logits.argmax(1).numpy()
+    report = per_class_report(y_true, y_pred, spec.classes)
+    scores = {
+        "test_loss": F.cross_entropy(logits, test.labels.cpu()).item(),
+        "test_acc": float((y_true == y_pred).mean()),
+        "test_macro_f1": sum(row["f1"] for row in report) / len(report),
+    }
+
+    write_json("metrics/evaluate.json", scores)
+    write_csv("metrics/per_class.csv", report)
+    write_csv(
+        "metrics/confusion.csv",
+        [
+            {"actual": spec.classes[t], "predicted": spec.classes[p]}
+            for t, p in zip(y_true, y_pred, strict=True)
+        ],
+    )
+    confusion_png(
+        confusion(y_true, y_pred, spec.num_classes), spec.classes, "metrics/confusion.png"
+    )
+
+    with tracking.continue_run(params):
+        tracking.log_metrics(scores)
+        tracking.log_files("metrics/confusion.png", "metrics/per_class.csv", folder="evaluate")
+    print(f"test accuracy {scores['test_acc']:.4f} on {len(test)} images")
+
+
+if __name__ == "__main__":
+    main()
