@@ -1,8 +1,9 @@
 import pytest
 import yaml
-from conftest import REPO
 
 from cnnpipe.config import ConfigError, Params, load_params, parse_params
+
+from conftest import REPO
 
 
 def test_repo_params_load_and_cover_every_key():

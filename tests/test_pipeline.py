@@ -1,0 +1,130 @@
+"""End to end: the real `dvc` and MLflow in a temporary clone of this repository."""
+
+import json
+import re
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from conftest import make_clone, run
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A clone where `dvc repro` has run once with the default params."""
+    path = make_clone(tmp_path_factory.mktemp("pipeline") / "repo")
+    run(["dvc", "repro"], path)
+    return path
+
+
+def client(repo) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+def test_repro_trains_evaluates_and_exports(repo):
+    evaluation = read_json(repo / "metrics/evaluate.json")
+    assert evaluation["test_acc"] >= 0.97
+    export = read_json(repo / "metrics/export.json")
+    assert export["onnx_top1_agreement"] == 1.0 and export["onnx_max_abs_diff"] <= 1e-4
+    for out in ("model.onnx", "model_state_dict.pth", "best.pth", "model.json"):
+        assert (repo / "models" / out).stat().st_size > 0
+    history = (repo / "metrics/history.csv").read_text().splitlines()
+    assert history[0] == "epoch,train_loss,train_acc,val_loss,val_acc" and len(history) == 31
+    assert (repo / "metrics/confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_second_repro_runs_nothing(repo):
+    result = run(["dvc", "repro"], repo)
+    assert "Running stage" not in result.stdout + result.stderr
+    assert "Data and pipelines are up to date" in result.stdout
+
+
+def test_one_mlflow_run_holds_every_stage(repo):
+    run_id = read_json(repo / "metrics/mlflow_run.json")["mlflow_run_id"]
+    mlflow_run = client(repo).get_run(run_id)
+    assert mlflow_run.info.status == "FINISHED"
+    assert mlflow_run.data.params["lr"] == "0.05"
+    assert mlflow_run.data.params["data.image_size"] == "32"
+    commit = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    assert mlflow_run.data.tags["git.commit"] == commit
+    metrics = mlflow_run.data.metrics
+    evaluation = read_json(repo / "metrics/evaluate.json")
+    assert metrics["test_acc"] == pytest.approx(evaluation["test_acc"])
+    assert "onnx_max_abs_diff" in metrics
+
+
+def test_exp_run_with_a_new_lr_is_listed_by_dvc_and_tracked_in_mlflow(repo):
+    result = run(["dvc", "exp", "run", "-S", "lr=0.01"], repo)
+    name = re.search(r"Ran experiment\(s\): (\S+)", result.stdout).group(1)
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    experiments = [
+        rev
+        for baseline in shown
+        for exp in baseline.get("experiments") or []
+        for rev in exp["revs"]
+        if rev["name"] == name
+    ]
+    assert len(experiments) == 1
+    data = experiments[0]["data"]
+    assert data["params"]["params.yaml"]["data"]["lr"] == 0.01
+    assert "test_acc" in data["metrics"]["metrics/evaluate.json"]["data"]
+
+    mlflow = client(repo)
+    experiment = mlflow.get_experiment_by_name("cnnpipe")
+    runs = mlflow.search_runs([experiment.experiment_id], f"tags.`dvc.exp_name` = '{name}'")
+    assert len(runs) == 1
+    tracked = runs[0]
+    assert tracked.info.run_name == name
+    assert tracked.data.params["lr"] == "0.01"
+    history = mlflow.get_metric_history(tracked.info.run_id, "val_acc")
+    assert [m.step for m in history] == list(range(1, 31))
+    assert tracked.data.metrics["test_acc"] > 0.5
+    artifacts = [a.path for a in mlflow.list_artifacts(tracked.info.run_id, "model")]
+    assert "model/model.onnx" in artifacts
+    # Artifacts live under the project root, not in a temporary copy.
+    assert tracked.info.artifact_uri.startswith((repo / "mlartifacts").as_uri())
+
+
+def test_bad_param_stops_the_pipeline_and_keeps_earlier_outputs(repo):
+    before = (repo / "models/model.onnx").read_bytes()
+    set_param(repo, "model", "resnet999")
+    try:
+        result = run(["dvc", "repro"], repo, check=False)
+    finally:
+        run(["git", "checkout", "params.yaml"], repo)
+    assert result.returncode != 0
+    assert "error: params.yaml: model is 'resnet999', which is not registered" in result.stderr
+    assert (repo / "models/model.onnx").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("lrr", 0.1, "unknown key 'lrr' (did you mean 'lr'?); allowed at top level: model, lr,"),
+        ("lr", -0.1, "lr must be > 0, got -0.1"),
+        ("model", "lenet5", "model is 'lenet5', which is not registered; allowed: lenet"),
+        ("optimizer", "rmsprop", "optimizer is 'rmsprop'; allowed: sgd, adam"),
+    ],
+)
+def test_stage_reports_bad_params_in_one_line_and_writes_nothing(tmp_path, key, value, message):
+    repo = make_clone(tmp_path / "repo")
+    set_param(repo, key, value)
+    result = run(["python", "stages/prepare.py"], repo, check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: params.yaml: {message}")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (repo / "data").exists()
+
+
+def set_param(repo, key, value):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params[key] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
