@@ -30,7 +30,8 @@ def main():
     with atomic_path("models/model.onnx") as onnx_file:
         to_onnx(model, spec, onnx_file, opset=params.export.opset)
         parity = onnx_parity(onnx_file, images.numpy().astype(np.float32), reference)
-        check_parity(parity, params.export.atol, params.export.min_top1_agreement)
+        cfg = params.export
+        check_parity(parity, cfg.atol, cfg.rtol, cfg.min_top1_agreement)
     save_weights(model.state_dict(), "models/model_state_dict.pth")
     write_json("metrics/export.json", parity)
 

@@ -10,7 +10,8 @@ from cnnpipe.errors import exit_on_error
 def main():
     params = load_params()
     labels = load_prepared("data/prepared").labels
-    split = stratified_split(labels, params.split.val, params.split.test, params.seed)
+    cfg = params.split
+    split = stratified_split(labels, cfg.val, cfg.test, params.seed, cfg.fraction)
     save_split("data/split", split)
     print(", ".join(f"{name}: {len(idx)}" for name, idx in split.items()))
 

@@ -9,7 +9,9 @@ from cnnpipe.data.batches import DeviceData, channel_stats
 from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
 from cnnpipe.errors import exit_on_error
-from cnnpipe.files import write_csv, write_json
+from cnnpipe.files import write_csv, write_json, write_text
+from cnnpipe.models import resolve_variant
+from cnnpipe.summary import report
 from cnnpipe.train import fit, make_optimizer, resolve_device, seed_everything
 
 
@@ -34,8 +36,12 @@ def main():
         mean=mean,
         std=std,
         classes=data.classes,
+        variant=resolve_variant(params.net.variant, data.image_size),
+        dropout=params.net.dropout,
+        lrn=params.net.lrn,
     )
-    model = spec.build().to(device)
+    model = spec.build(init=params.net.init).to(device)
+    table = report(model, spec.model, spec.variant, spec.in_channels, spec.image_size)
     optimizer = make_optimizer(
         params.optimizer,
         model.parameters(),
@@ -59,14 +65,16 @@ def main():
             on_epoch=tracking.log_epoch,
         )
         best = max(history, key=lambda row: row["val_acc"])
-        summary = {"best_epoch": best["epoch"], "best_val_acc": best["val_acc"]}
-        tracking.log_metrics(summary)
+        scores = {"best_epoch": best["epoch"], "best_val_acc": best["val_acc"]}
+        tracking.log_metrics(scores)
 
         # Save: the best weights, how to rebuild them, and the curves.
         save_weights(best_state, "models/best.pth")
         save_spec(spec, "models/model.json")
         write_csv("metrics/history.csv", history)
-        write_json("metrics/train.json", summary)
+        write_json("metrics/train.json", scores)
+        write_text("metrics/model_summary.txt", table)
+        tracking.log_files("metrics/model_summary.txt", folder="model")
     print(f"best epoch {best['epoch']}: val accuracy {best['val_acc']:.4f} on {device}")
 
 

@@ -35,6 +35,13 @@ def test_repo_params_load_and_cover_every_key():
         ({"split": {"test": 1.5}}, "split.test must be > 0 and < 1, got 1.5"),
         ({"train": {"device": "tpu"}}, "train.device is 'tpu'; allowed: auto, cpu, cuda, cuda:N"),
         ({"data": 3}, "data must be a mapping, got 3"),
+        ({"net": {"variant": "tiny"}}, "net.variant is 'tiny'; allowed: auto, small, imagenet"),
+        (
+            {"model": "resnet18", "net": {"dropout": 0.3}},
+            "net.dropout is 0.3, but resnet18 has no dropout to set; models with dropout: alexnet",
+        ),
+        ({"net": {"lrn": "yes"}}, "net.lrn must be true or false, got 'yes'"),
+        ({"split": {"fraction": 0}}, "split.fraction must be > 0 and <= 1, got 0.0"),
     ],
 )
 def test_bad_params_name_the_key_and_what_is_allowed(raw, expected):
@@ -61,6 +68,12 @@ def test_missing_and_broken_files_are_named(tmp_path):
     (tmp_path / "params.yaml").write_text("lr: [0.1\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_null_dropout_means_the_family_default():
+    params = parse_params({"model": "vgg11", "net": {"dropout": None}})
+    assert params.net.dropout is None
+    assert parse_params({"model": "vgg11", "net": {"dropout": 0.25}}).net.dropout == 0.25
 
 
 def test_config_is_read_only():

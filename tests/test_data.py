@@ -48,6 +48,14 @@ def test_split_is_stratified_disjoint_and_seeded(tmp_path):
     assert all(np.array_equal(split[k], v) for k, v in load_split(tmp_path / "s").items())
 
 
+def test_split_fraction_keeps_a_stratified_share():
+    labels = np.repeat(np.arange(4), [40, 60, 80, 20])
+    split = stratified_split(labels, val=0.2, test=0.2, seed=0, fraction=0.5)
+    used = np.concatenate(list(split.values()))
+    assert len(used) == 100 and len(set(used)) == 100
+    assert np.array_equal(np.bincount(labels[used]), [20, 30, 40, 10])
+
+
 def test_split_of_a_too_small_class_says_why():
     labels = np.array([0] * 20 + [1])
     with pytest.raises(CnnpipeError, match="smallest class has 1 images"):

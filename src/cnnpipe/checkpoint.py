@@ -26,13 +26,20 @@ class ModelSpec:
     mean: list[float]
     std: list[float]
     classes: list[str]
+    variant: str = "auto"  # resolved to small | imagenet when the spec is made
+    dropout: float | None = None
+    lrn: bool = False
 
-    def build(self) -> nn.Module:
+    def build(self, init: str = "default") -> nn.Module:
         return models.build(
             self.model,
             num_classes=self.num_classes,
             in_channels=self.in_channels,
             image_size=self.image_size,
+            variant=self.variant,
+            init=init,
+            dropout=self.dropout,
+            lrn=self.lrn,
         )
 
 

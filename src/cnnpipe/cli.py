@@ -12,6 +12,28 @@ from pathlib import Path
 from cnnpipe.errors import CnnpipeError, exit_on_error
 
 
+def cmd_models(args) -> None:
+    from cnnpipe import models
+
+    for name in models.registered_names():
+        print(f"{name:20} {models.family(name)}")
+
+
+def cmd_summary(args) -> None:
+    from cnnpipe import models
+    from cnnpipe.summary import report
+
+    model = models.build(
+        args.model,
+        num_classes=args.num_classes,
+        in_channels=args.in_channels,
+        image_size=args.image_size,
+        variant=args.variant,
+    )
+    variant = models.resolve_variant(args.variant, args.image_size)
+    print(report(model, args.model, variant, args.in_channels, args.image_size), end="")
+
+
 def cmd_ui(args) -> None:
     from cnnpipe.tracking import tracking_uri
 
@@ -36,6 +58,16 @@ def cmd_netron(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnpipe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("models", help="list the registered networks").set_defaults(run=cmd_models)
+
+    summary = sub.add_parser("summary", help="a network layer by layer")
+    summary.add_argument("--model", required=True, help="a name from `cnnpipe models`")
+    summary.add_argument("--image-size", type=int, default=32, help="default: %(default)s")
+    summary.add_argument("--in-channels", type=int, default=1, help="default: %(default)s")
+    summary.add_argument("--num-classes", type=int, default=10, help="default: %(default)s")
+    summary.add_argument("--variant", default="auto", choices=["auto", "small", "imagenet"])
+    summary.set_defaults(run=cmd_summary)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI over this project's runs")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")

@@ -42,6 +42,15 @@ class DataConfig:
 class SplitConfig:
     val: float = field(default=0.15, metadata=_bound(lo=0, hi=1, lo_open=True, hi_open=True))
     test: float = field(default=0.15, metadata=_bound(lo=0, hi=1, lo_open=True, hi_open=True))
+    fraction: float = field(default=1.0, metadata=_bound(lo=0, hi=1, lo_open=True))
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    variant: Literal["auto", "small", "imagenet"] = "auto"
+    init: Literal["default", "kaiming", "xavier"] = "default"
+    dropout: float | None = field(default=None, metadata=_bound(lo=0, hi=1, hi_open=True))
+    lrn: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class ExportConfig:
     opset: int = field(default=20, metadata=_bound(lo=18, hi=23))
-    atol: float = field(default=1e-4, metadata=_positive())
+    atol: float = field(default=1e-4, metadata=_bound(lo=0))
+    rtol: float = field(default=1e-4, metadata=_bound(lo=0))
     min_top1_agreement: float = field(default=1.0, metadata=_bound(lo=0, hi=1))
 
 
@@ -71,6 +81,7 @@ class Params:
     epochs: int = field(default=20, metadata=_bound(lo=1))
     optimizer: Literal["sgd", "adam"] = "sgd"
     seed: int = field(default=42, metadata=_bound(lo=0))
+    net: NetConfig = NetConfig()
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
     train: TrainConfig = TrainConfig()
@@ -124,6 +135,11 @@ def _build(cls, raw, prefix: str, source: str):
 
 
 def _check_value(key: str, kind, value, bounds, source: str):
+    args = typing.get_args(kind)
+    if type(None) in args:  # `X | None`: null means "the default of whatever uses it"
+        if value is None:
+            return None
+        (kind,) = (a for a in args if a is not type(None))
     if typing.get_origin(kind) is Literal:
         allowed = typing.get_args(kind)
         if value not in allowed or isinstance(value, bool):
@@ -172,14 +188,19 @@ def _check_bounds(key, value, b, source):
 
 
 def _check_consistency(params: Params, source: str) -> None:
-    from cnnpipe.models import registered_names
+    from cnnpipe import models
 
-    names = registered_names()
+    names = models.registered_names()
     if params.model not in names:
         raise ConfigError(
             f"{source}: model is '{params.model}', which is not registered; "
             f"allowed: {', '.join(names)}"
         )
+    for key, value in (("dropout", params.net.dropout), ("lrn", params.net.lrn)):
+        try:
+            models.check_options(params.model, **{key: value})
+        except CnnpipeError as exc:
+            raise ConfigError(f"{source}: net.{key} is {value}, but {exc}") from None
     if params.split.val + params.split.test >= 1:
         raise ConfigError(
             f"{source}: split.val + split.test must be < 1 to leave images for training, "

@@ -44,8 +44,12 @@ def atomic_dir(path: str | os.PathLike):
 
 
 def write_json(path: str | os.PathLike, data) -> None:
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
 
 
 def read_json(path: str | os.PathLike):

@@ -34,6 +34,24 @@ def make_optimizer(name: str, parameters, lr: float, momentum: float, weight_dec
     raise ValueError(f"unknown optimizer {name!r}")  # config validation prevents this
 
 
+AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers, as weighted in the paper
+
+
+def forward_loss(output, labels, loss_fn):
+    """(logits, loss) of one training forward pass.
+
+    A network with auxiliary classifiers returns (logits, aux, ...) in training; their
+    losses join the main one with AUX_LOSS_WEIGHT.
+    """
+    if isinstance(output, tuple):
+        logits, *aux = output
+        loss = loss_fn(logits, labels)
+        for extra in aux:
+            loss = loss + AUX_LOSS_WEIGHT * loss_fn(extra, labels)
+        return logits, loss
+    return output, loss_fn(output, labels)
+
+
 def train_one_epoch(model, data: DeviceData, optimizer, loss_fn, batch_size, generator, desc=""):
     """One pass over the training split; returns (mean loss, accuracy)."""
     model.train()
@@ -46,8 +64,7 @@ def train_one_epoch(model, data: DeviceData, optimizer, loss_fn, batch_size, gen
         disable=quiet(),
     ):
         optimizer.zero_grad(set_to_none=True)  # gradients accumulate unless cleared
-        logits = model(images)
-        loss = loss_fn(logits, labels)
+        logits, loss = forward_loss(model(images), labels, loss_fn)
         loss.backward()
         optimizer.step()
         # Keep the sums on the device; reading them every step would stall a GPU.

@@ -1,7 +1,8 @@
 """LeNet-5 (LeCun et al., 1998): conv -> pool -> conv -> pool -> three fully connected layers.
 
-torchvision has no LeNet, so it is written here, with ReLU and max-pooling as
-modern re-implementations use instead of the paper's tanh and trainable subsampling.
+torchvision has no LeNet, so it is written here, with ReLU and max-pooling as modern
+re-implementations use instead of the paper's tanh and trainable subsampling. It was
+designed for 32x32 digits, so it has no separate small-input variant.
 """
 
 from torch import nn
@@ -38,6 +39,6 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register("lenet")
-def lenet(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+@register("lenet", family="lenet", variants=False)
+def lenet(num_classes: int, in_channels: int, image_size: int, small: bool) -> nn.Module:
     return LeNet5(num_classes, in_channels, image_size)
