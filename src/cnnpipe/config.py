@@ -70,6 +70,7 @@ class ExportConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
+    enabled: bool = True
     experiment: str = "cnnpipe"
 
 

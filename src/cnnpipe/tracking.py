@@ -4,7 +4,8 @@ train opens the run and writes its id to RUN_FILE (a DVC output); evaluate and e
 reopen that run to add their metrics and files. The default store is SQLite at the
 project root. DVC runs queued experiments in temporary copies of the repository but
 sets DVC_ROOT to the main one, so every experiment lands in the same store.
-MLFLOW_TRACKING_URI, when set, overrides all of this.
+MLFLOW_TRACKING_URI, when set, overrides all of this. With `tracking.enabled: false`
+nothing is logged and MLflow is not even imported.
 """
 
 import contextlib
@@ -14,12 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
-from mlflow.exceptions import MlflowException
-
 from cnnpipe.files import read_json, write_json
 
 RUN_FILE = Path("metrics/mlflow_run.json")
+_enabled = False  # whether this process logs to MLflow; set when a run is opened
 
 
 def project_root() -> Path:
@@ -48,6 +47,12 @@ def flatten(params) -> dict[str, object]:
 @contextlib.contextmanager
 def start_run(params):
     """Open a new run for this pipeline run (the train stage) and record its id."""
+    if not _enable(params):
+        write_json(RUN_FILE, {"mlflow_run_id": None})
+        yield None
+        return
+    import mlflow
+
     experiment_id = _experiment_id(params.tracking.experiment)
     run_name = os.environ.get("DVC_EXP_NAME") or None
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=_tags()) as run:
@@ -59,6 +64,12 @@ def start_run(params):
 @contextlib.contextmanager
 def continue_run(params):
     """Reopen the run the train stage started (evaluate, export)."""
+    if not _enable(params):
+        yield None
+        return
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     _experiment_id(params.tracking.experiment)
     run_id = read_json(RUN_FILE)["mlflow_run_id"] if RUN_FILE.exists() else None
     try:
@@ -78,7 +89,18 @@ def continue_run(params):
         yield run
 
 
+def _enable(params) -> bool:
+    global _enabled
+    _enabled = params.tracking.enabled
+    if not _enabled:
+        print("MLflow tracking is off (tracking.enabled: false)", file=sys.stderr)
+    return _enabled
+
+
 def _experiment_id(name: str) -> str:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     mlflow.set_tracking_uri(tracking_uri())
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
@@ -115,15 +137,27 @@ def _git(*args) -> str | None:
     return out.stdout.strip()
 
 
+def _tracked():
+    """The mlflow module while this process tracks a run, else None (and MLflow unimported)."""
+    if not _enabled:
+        return None
+    import mlflow
+
+    return mlflow
+
+
 def log_epoch(row: dict) -> None:
     """Per-epoch metrics, with the epoch as the step so MLflow draws curves over epochs."""
-    mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+    if mlflow := _tracked():
+        mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
 
 
 def log_metrics(metrics: dict[str, float]) -> None:
-    mlflow.log_metrics(metrics)
+    if mlflow := _tracked():
+        mlflow.log_metrics(metrics)
 
 
 def log_files(*paths: str | Path, folder: str | None = None) -> None:
-    for path in paths:
-        mlflow.log_artifact(str(path), artifact_path=folder)
+    if mlflow := _tracked():
+        for path in paths:
+            mlflow.log_artifact(str(path), artifact_path=folder)

@@ -1,0 +1,133 @@
+"""GPU check: the default pipeline on CUDA, then a timed epoch of every registered network.
+
+It needs PyTorch, torchvision, scikit-learn, ONNX and ONNX Runtime, not DVC or MLflow:
+the five stages run in dvc.yaml's order from a temporary copy of the repository with
+tracking switched off, exactly as `dvc repro` would call them. Meant to finish in a few
+minutes on one GPU:
+
+    python bench/gpu_check.py                  # CUDA, all networks
+    python bench/gpu_check.py --device cpu --models lenet,resnet18 --epochs 1
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+STAGES = ("prepare", "split", "train", "evaluate", "export")
+
+
+def run_pipeline(workdir: Path, device: str) -> dict:
+    for name in ("stages", "src", "params.yaml", "dvc.yaml"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, workdir / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, workdir / name)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["train"]["device"] = device
+    params["tracking"]["enabled"] = False
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    env = dict(os.environ, PYTHONPATH=str(workdir / "src"), CI="1")
+    seconds = {}
+    for stage in STAGES:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, f"stages/{stage}.py"], cwd=workdir, env=env, check=True)
+        seconds[stage] = round(time.perf_counter() - start, 2)
+    metrics = {}
+    for name in ("train", "evaluate", "export"):
+        metrics.update(json.loads((workdir / f"metrics/{name}.json").read_text()))
+    return {"stage_seconds": seconds, "total_seconds": round(sum(seconds.values()), 2), **metrics}
+
+
+def time_networks(workdir: Path, names: list[str], device: str, epochs: int, batch_size: int):
+    """Train each network on the prepared digits; images/s of the last epoch."""
+    sys.path.insert(0, str(workdir / "src"))
+    import torch
+    from torch import nn
+
+    from cnnpipe import models
+    from cnnpipe.data.batches import DeviceData, channel_stats
+    from cnnpipe.data.prepared import load_prepared
+    from cnnpipe.data.split import load_split
+    from cnnpipe.train import evaluate, make_optimizer, seed_everything, train_one_epoch
+
+    data, split = load_prepared(workdir / "data/prepared"), load_split(workdir / "data/split")
+    mean, std = channel_stats(data.images[split["train"]])
+    train = DeviceData(data.images[split["train"]], data.labels[split["train"]], mean, std, device)
+    val = DeviceData(data.images[split["val"]], data.labels[split["val"]], mean, std, device)
+    results = []
+    for name in names:
+        seed_everything(0)
+        model = models.build(name, num_classes=10, in_channels=1, image_size=data.image_size)
+        model = model.to(device)
+        optimizer = make_optimizer("sgd", model.parameters(), 0.01, 0.9, 5e-4)
+        loss_fn = nn.CrossEntropyLoss()
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(epochs):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            loss, acc = train_one_epoch(model, train, optimizer, loss_fn, batch_size, generator)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+        val_loss, val_acc = evaluate(model, val, loss_fn, batch_size)
+        row = {
+            "model": name,
+            "images_per_s": round(len(train) / seconds),
+            "train_loss": round(loss, 4),
+            "val_acc": round(val_acc, 4),
+        }
+        print(json.dumps(row), flush=True)
+        results.append(row)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--models", default="all", help="all, or names separated by commas")
+    parser.add_argument("--epochs", type=int, default=2, help="per network; the last is timed")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--out", help="also write the results as JSON here")
+    args = parser.parse_args()
+
+    import torch
+
+    info = {"torch": torch.__version__, "python": sys.version.split()[0], "device": args.device}
+    if args.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            sys.exit("error: --device cuda asked for, but PyTorch sees no CUDA device")
+        info["gpu"] = torch.cuda.get_device_name()
+    print(json.dumps(info), flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        pipeline = run_pipeline(workdir, args.device)
+        print(json.dumps({"pipeline": pipeline}), flush=True)
+        sys.path.insert(0, str(workdir / "src"))
+        from cnnpipe import models
+
+        names = models.registered_names() if args.models == "all" else args.models.split(",")
+        networks = time_networks(workdir, names, args.device, args.epochs, args.batch_size)
+
+    result = {**info, "pipeline": pipeline, "networks": networks}
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    ok = pipeline["test_acc"] >= 0.97 and pipeline["onnx_top1_agreement"] == 1.0
+    print("gpu check:", "passed" if ok else "FAILED", flush=True)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
