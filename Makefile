@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Stage commands say `python`; this makes it the venv's python.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test lint ui netron clean
+.PHONY: install repro test lint browser ui netron clean
 
 install: $(STAMP)
 
@@ -27,7 +27,13 @@ lint: $(STAMP)
 	ruff check .
 	ruff format --check .
 
-test: lint
+# Browser tests (Netron) need Chromium; CI installs Debian's, elsewhere they skip without it.
+browser:
+	@if [ -n "$$CI" ] && ! command -v chromium >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+test: lint browser
 	pytest
 
 ui: $(STAMP)

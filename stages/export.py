@@ -1,6 +1,8 @@
-"""Stage 5: write the model as ONNX and as a state_dict; fail if ONNX disagrees with PyTorch."""
+"""Stage 5: write the model as ONNX, TorchScript and a state_dict; fail if an exported file
+computes different logits from PyTorch on the test split."""
 
-import numpy as np
+import sys
+
 import torch
 
 from cnnpipe import tracking
@@ -10,13 +12,17 @@ from cnnpipe.data.batches import DeviceData
 from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
 from cnnpipe.errors import exit_on_error
-from cnnpipe.export import check_parity, onnx_parity, to_onnx
+from cnnpipe.export import check_parity, compare, save_full_pickle, to_onnx, to_torchscript
 from cnnpipe.files import atomic_path, write_json
+from cnnpipe.predict import OnnxModel, TorchModel
+
+EXPORTS = {"onnx": "models/model.onnx", "torchscript": "models/model.pt"}
 
 
 @exit_on_error
 def main():
     params = load_params()
+    cfg = params.export
     model, spec = load_model("models/best.pth", "models/model.json", "cpu")
 
     # The parity check runs on the real test images, normalised as in training.
@@ -25,22 +31,33 @@ def main():
     images = torch.cat([x for x, _ in test.batches(256)])
     with torch.no_grad():
         reference = model(images).numpy()
+    images = images.numpy()
 
-    # The ONNX file takes its final name only once it has passed the check.
-    with atomic_path("models/model.onnx") as onnx_file:
-        to_onnx(model, spec, onnx_file, opset=params.export.opset)
-        parity = onnx_parity(onnx_file, images.numpy().astype(np.float32), reference)
-        cfg = params.export
-        check_parity(parity, cfg.atol, cfg.rtol, cfg.min_top1_agreement)
+    # Exported files take their final names only once they have passed the check.
+    parity = {"max_abs_logit": float(abs(reference).max())}
+    with atomic_path(EXPORTS["onnx"]) as onnx_file, atomic_path(EXPORTS["torchscript"]) as ts_file:
+        to_onnx(model, spec, onnx_file, opset=cfg.opset)
+        to_torchscript(model, spec, ts_file)
+        parity |= compare("onnx", OnnxModel(onnx_file).logits(images), reference)
+        parity |= compare("torchscript", TorchModel(ts_file).logits(images), reference)
+        for name in EXPORTS:
+            check_parity(parity, name, cfg.atol, cfg.rtol, cfg.min_top1_agreement)
     save_weights(model.state_dict(), "models/model_state_dict.pth")
+    warning = save_full_pickle(model, "models/unsafe_pickle", cfg.full_pickle)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     write_json("metrics/export.json", parity)
 
     with tracking.continue_run(params):
         tracking.log_metrics(parity)
-        tracking.log_files("models/model.onnx", "models/model_state_dict.pth", folder="model")
+        files = [*EXPORTS.values(), "models/model_state_dict.pth"]
+        if cfg.full_pickle:
+            files.append("models/unsafe_pickle/model_full.pth")
+        tracking.log_files(*files, folder="model")
     print(
-        f"exported models/model.onnx: max |logit diff| {parity['onnx_max_abs_diff']:.2e}, "
-        f"top-1 agreement {parity['onnx_top1_agreement']:.2%}"
+        f"exported {', '.join(EXPORTS.values())}: max |logit diff| "
+        f"{parity['onnx_max_abs_diff']:.2e} (ONNX), {parity['torchscript_max_abs_diff']:.2e} "
+        f"(TorchScript), top-1 agreement {parity['onnx_top1_agreement']:.2%}"
     )
 
 

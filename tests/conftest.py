@@ -59,3 +59,45 @@ def make_clone(dest: Path) -> Path:
 @pytest.fixture
 def clone(tmp_path) -> Path:
     return make_clone(tmp_path / "repo")
+
+
+OUTPUT = Path(os.environ.get("CNNPIPE_TEST_OUTPUT", REPO / "test-output"))
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    """Where browser tests leave their screenshots for people to look at."""
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    return OUTPUT
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by Playwright (which downloads no browser)."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but chromium is missing; `make test` installs it under CI")
+        pytest.skip("no chromium on PATH (apt-get install chromium) for the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    flags = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=flags)
+        yield chromium
+        chromium.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -7,7 +7,15 @@ import torch
 
 from cnnpipe.checkpoint import ModelSpec
 from cnnpipe.errors import CnnpipeError
-from cnnpipe.export import check_parity, onnx_parity, to_onnx
+from cnnpipe.export import (
+    check_parity,
+    compare,
+    load_torchscript,
+    save_full_pickle,
+    to_onnx,
+    to_torchscript,
+)
+from cnnpipe.predict import OnnxModel
 
 
 def test_onnx_export_has_dynamic_batch_metadata_and_matches_torch(tmp_path):
@@ -28,25 +36,61 @@ def test_onnx_export_has_dynamic_batch_metadata_and_matches_torch(tmp_path):
     images = torch.randn(37, 1, 16, 16)
     with torch.no_grad():
         reference = model(images).numpy()
-    result = onnx_parity(path, images.numpy(), reference)
+    result = compare("onnx", OnnxModel(path).logits(images.numpy()), reference)
     assert result["onnx_max_abs_diff"] < 1e-4
     assert result["onnx_top1_agreement"] == 1.0
-    check_parity(result, atol=1e-4, rtol=0, min_agreement=1.0)
+    check_parity(result | {"max_abs_logit": 1.0}, "onnx", atol=1e-4, rtol=0, min_agreement=1.0)
 
 
 def result(diff, logit=1.0, agreement=1.0):
     return {
         "onnx_max_abs_diff": diff,
-        "onnx_max_abs_logit": logit,
+        "max_abs_logit": logit,
         "onnx_top1_agreement": agreement,
     }
 
 
 def test_parity_gate_fails_beyond_tolerance():
-    with pytest.raises(CnnpipeError, match=r"differ from PyTorch by 0.01, more than .* = 0.0002"):
-        check_parity(result(0.01), atol=1e-4, rtol=1e-4, min_agreement=1.0)
+    with pytest.raises(CnnpipeError, match=r"onnx logits differ from PyTorch by 0.01, more than"):
+        check_parity(result(0.01), "onnx", atol=1e-4, rtol=1e-4, min_agreement=1.0)
     # Large logits earn a proportionally larger allowance.
-    check_parity(result(0.01, logit=1000.0), atol=1e-4, rtol=1e-4, min_agreement=1.0)
-    with pytest.raises(CnnpipeError, match="agrees with PyTorch on 90.00%"):
-        check_parity(result(0.0, agreement=0.9), atol=1e-4, rtol=0, min_agreement=1.0)
-    check_parity(result(0.0, agreement=np.float64(1.0)), atol=1e-4, rtol=0, min_agreement=1.0)
+    check_parity(result(0.01, logit=1000.0), "onnx", atol=1e-4, rtol=1e-4, min_agreement=1.0)
+    with pytest.raises(CnnpipeError, match="onnx top-1 agrees with PyTorch on 90.00%"):
+        check_parity(result(0.0, agreement=0.9), "onnx", atol=1e-4, rtol=0, min_agreement=1.0)
+    check_parity(result(0.0, agreement=np.float64(1.0)), "onnx", 1e-4, 0, 1.0)
+
+
+def small_model():
+    spec = ModelSpec("lenet", 3, 1, 16, [0.5], [0.25], ["a", "b", "向日葵"])
+    torch.manual_seed(0)
+    return spec.build().eval(), spec
+
+
+def test_torchscript_round_trip_keeps_logits_and_metadata(tmp_path):
+    model, spec = small_model()
+    to_torchscript(model, spec, tmp_path / "model.pt")
+    loaded, meta = load_torchscript(tmp_path / "model.pt")
+    assert json.loads(meta["classes"]) == ["a", "b", "向日葵"] and meta["image_size"] == "16"
+    images = torch.randn(9, 1, 16, 16)  # another batch size than the one traced
+    with torch.no_grad():
+        assert torch.allclose(loaded(images), model(images), atol=1e-6)
+
+
+def test_full_pickle_only_on_request_and_with_a_warning(tmp_path):
+    model, _ = small_model()
+    folder = tmp_path / "unsafe_pickle"
+    assert save_full_pickle(model, folder, enabled=False) is None
+    assert [p.name for p in folder.iterdir()] == ["README.txt"]
+
+    warning = save_full_pickle(model, folder, enabled=True)
+    assert "weights_only=False" in warning and "trust" in warning
+    assert (folder / "README.txt").read_text().strip() == warning
+    with pytest.raises(Exception, match="[Ww]eights only load failed"):
+        torch.load(folder / "model_full.pth", weights_only=True)
+    whole = torch.load(folder / "model_full.pth", weights_only=False)
+    images = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(whole(images), model(images))
+
+    save_full_pickle(model, folder, enabled=False)  # switching it off removes the pickle
+    assert [p.name for p in folder.iterdir()] == ["README.txt"]

@@ -1,13 +1,23 @@
 """End to end: the real `dvc` and MLflow in a temporary clone of this repository."""
 
+import csv
+import io
 import json
 import re
+import signal
+import subprocess
 
+import numpy as np
 import pytest
 import yaml
 from mlflow import MlflowClient
+from PIL import Image
 
-from conftest import make_clone, run
+from cnnpipe.data.prepared import load_prepared
+from cnnpipe.data.split import load_split
+from cnnpipe.predict import open_model, predict_files
+
+from conftest import cli_env, free_port, make_clone, run
 
 pytestmark = pytest.mark.e2e
 
@@ -32,8 +42,11 @@ def test_repro_trains_evaluates_and_exports(repo):
     evaluation = read_json(repo / "metrics/evaluate.json")
     assert evaluation["test_acc"] >= 0.97
     export = read_json(repo / "metrics/export.json")
-    assert export["onnx_top1_agreement"] == 1.0 and export["onnx_max_abs_diff"] <= 1e-4
-    for out in ("model.onnx", "model_state_dict.pth", "best.pth", "model.json"):
+    for name in ("onnx", "torchscript"):
+        assert export[f"{name}_top1_agreement"] == 1.0
+        assert export[f"{name}_max_abs_diff"] <= 1e-4 + 1e-4 * export["max_abs_logit"]
+    assert not (repo / "models/unsafe_pickle/model_full.pth").exists()  # opt-in only
+    for out in ("model.onnx", "model.pt", "model_state_dict.pth", "best.pth", "model.json"):
         assert (repo / "models" / out).stat().st_size > 0
     history = (repo / "metrics/history.csv").read_text().splitlines()
     assert history[0] == "epoch,train_loss,train_acc,val_loss,val_acc" and len(history) == 31
@@ -91,6 +104,64 @@ def test_exp_run_with_a_new_lr_is_listed_by_dvc_and_tracked_in_mlflow(repo):
     assert "model/model.onnx" in artifacts
     # Artifacts live under the project root, not in a temporary copy.
     assert tracked.info.artifact_uri.startswith((repo / "mlartifacts").as_uri())
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.pt"])
+def test_netron_shows_the_exported_graph(repo, browser, screenshots, name):
+    port = free_port()
+    server = subprocess.Popen(
+        ["cnnpipe", "netron", f"models/{name}", "--port", str(port)],
+        cwd=repo,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = server.stdout.readline()
+        while banner and "http://" not in banner:
+            banner = server.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in banner  # loopback only, URL printed
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.locator("#message-button").click(timeout=15_000)  # Netron's consent message
+        page.wait_for_selector("#canvas g.node", timeout=30_000)
+        assert page.locator("#canvas g.node").count() >= 8  # the layers, connected
+        page.screenshot(path=screenshots / f"netron-{name}.png")
+        page.close()
+    finally:
+        server.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        code = server.wait(timeout=20)
+    assert code == 0
+
+
+def test_every_export_predicts_the_test_split_alike(repo, tmp_path):
+    data, test = load_prepared(repo / "data/prepared"), load_split(repo / "data/split")["test"]
+    folder = tmp_path / "test-images"
+    folder.mkdir()
+    for i in test:
+        Image.fromarray(data.images[i][:, :, 0]).save(folder / f"{i:04d}.png")
+    paths = sorted(folder.iterdir())
+    results = {
+        name: predict_files(open_model(repo / "models" / name), paths, topk=1)
+        for name in ("model.onnx", "model.pt", "best.pth")
+    }
+    top = {name: [r.top[0][0] for r in res] for name, res in results.items()}
+    assert top["model.onnx"] == top["model.pt"] == top["best.pth"]
+    probs = {name: np.array([r.top[0][1] for r in res]) for name, res in results.items()}
+    assert np.allclose(probs["model.onnx"], probs["best.pth"], atol=1e-5)
+    # The saved PNGs go through predict's own preprocessing and score what evaluate scored.
+    truth = [data.classes[data.labels[i]] for i in test]
+    accuracy = np.mean([p == t for p, t in zip(top["model.onnx"], truth, strict=True)])
+    assert accuracy == pytest.approx(read_json(repo / "metrics/evaluate.json")["test_acc"])
+
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n")
+    result = run(["cnnpipe", "predict", str(folder)], repo, check=False)  # default: ONNX
+    assert result.returncode == 1
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == len(test) + 1
+    assert sum(bool(r["class_1"]) for r in rows) == len(test)
+    assert "broken.png" in result.stderr
 
 
 def test_bad_param_stops_the_pipeline_and_keeps_earlier_outputs(repo):

@@ -5,6 +5,7 @@ cnnpipe netron [FILE] a model's graph in Netron, on 127.0.0.1 (no browser is ope
 """
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -32,6 +33,50 @@ def cmd_summary(args) -> None:
     )
     variant = models.resolve_variant(args.variant, args.image_size)
     print(report(model, args.model, variant, args.in_channels, args.image_size), end="")
+
+
+def cmd_predict(args) -> int:
+    from cnnpipe.predict import open_model, predict_files
+
+    model = open_model(args.model)
+    target = Path(args.target)
+    if target.is_dir():
+        paths = sorted(p for p in target.rglob("*") if p.is_file())
+        if not paths:
+            raise CnnpipeError(f"{target}: folder holds no files")
+    else:
+        paths = [target]
+    results = predict_files(model, paths, args.topk)
+
+    if target.is_dir():
+        with contextlib.ExitStack() as stack:
+            out = sys.stdout
+            if args.csv:
+                out = stack.enter_context(open(args.csv, "w", newline="", encoding="utf-8"))
+            _write_csv(out, results, args.topk)
+    else:
+        for r in results:
+            for name, prob in r.top:
+                print(f"{name}\t{prob:.4f}")
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"error: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _write_csv(out, results, topk: int) -> None:
+    import csv
+
+    writer = csv.writer(out)
+    header = ["path"]
+    for k in range(1, topk + 1):
+        header += [f"class_{k}", f"prob_{k}"]
+    writer.writerow([*header, "error"])
+    for r in results:
+        cells = [r.path]
+        for k in range(topk):
+            cells += [r.top[k][0], f"{r.top[k][1]:.6f}"] if k < len(r.top) else ["", ""]
+        writer.writerow([*cells, r.error])
 
 
 def cmd_ui(args) -> None:
@@ -69,6 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--variant", default="auto", choices=["auto", "small", "imagenet"])
     summary.set_defaults(run=cmd_summary)
 
+    predict = sub.add_parser("predict", help="classify an image or a folder of images")
+    predict.add_argument("target", help="an image file, or a folder (gives one CSV row per file)")
+    predict.add_argument(
+        "--model",
+        default="models/model.onnx",
+        help="a .onnx, TorchScript .pt or checkpoint .pth file (default: %(default)s)",
+    )
+    predict.add_argument("--topk", type=int, default=3, help="classes to show (default: 3)")
+    predict.add_argument("--csv", help="for a folder: write the CSV here instead of stdout")
+    predict.set_defaults(run=cmd_predict)
+
     ui = sub.add_parser("ui", help="serve the MLflow UI over this project's runs")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     ui.add_argument("--port", type=int, default=5000, help="port (default: %(default)s)")
@@ -85,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_error
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    args.run(args)
+    code = args.run(args)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

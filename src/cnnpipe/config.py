@@ -66,6 +66,7 @@ class ExportConfig:
     atol: float = field(default=1e-4, metadata=_bound(lo=0))
     rtol: float = field(default=1e-4, metadata=_bound(lo=0))
     min_top1_agreement: float = field(default=1.0, metadata=_bound(lo=0, hi=1))
+    full_pickle: bool = False
 
 
 @dataclass(frozen=True)
