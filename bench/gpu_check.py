@@ -1,4 +1,5 @@
-"""GPU check: the default pipeline on CUDA, then a timed epoch of every registered network.
+"""GPU check: the default pipeline on CUDA, a timed epoch of every registered network, and
+bench/throughput.py's engine-versus-plain-loop ratio.
 
 It needs PyTorch, torchvision, scikit-learn, ONNX and ONNX Runtime, not DVC or MLflow:
 the five stages run in dvc.yaml's order from a temporary copy of the repository with
@@ -6,7 +7,8 @@ tracking switched off, exactly as `dvc repro` would call them. Meant to finish i
 minutes on one GPU:
 
     python bench/gpu_check.py                  # CUDA, all networks
-    python bench/gpu_check.py --device cpu --models lenet,resnet18 --epochs 1
+    python bench/gpu_check.py --device cpu --models lenet --epochs 1 \\
+        --throughput-models lenet --throughput-images 4096
 """
 
 import argparse
@@ -50,16 +52,17 @@ def run_pipeline(workdir: Path, device: str) -> dict:
 
 
 def time_networks(workdir: Path, names: list[str], device: str, epochs: int, batch_size: int):
-    """Train each network on the prepared digits; images/s of the last epoch."""
+    """Train each network on the prepared digits with the project's engine (bf16 and
+    channels_last on CUDA); images/s of the last epoch."""
     sys.path.insert(0, str(workdir / "src"))
     import torch
-    from torch import nn
 
     from cnnpipe import models
+    from cnnpipe.config import parse_params
     from cnnpipe.data.batches import DeviceData, channel_stats
     from cnnpipe.data.prepared import load_prepared
     from cnnpipe.data.split import load_split
-    from cnnpipe.train import evaluate, make_optimizer, seed_everything, train_one_epoch
+    from cnnpipe.train import evaluate, make_engine, seed_everything
 
     data, split = load_prepared(workdir / "data/prepared"), load_split(workdir / "data/split")
     mean, std = channel_stats(data.images[split["train"]])
@@ -67,21 +70,22 @@ def time_networks(workdir: Path, names: list[str], device: str, epochs: int, bat
     val = DeviceData(data.images[split["val"]], data.labels[split["val"]], mean, std, device)
     results = []
     for name in names:
+        params = parse_params({"model": name, "lr": 0.05, "epochs": epochs})
         seed_everything(0)
         model = models.build(name, num_classes=10, in_channels=1, image_size=data.image_size)
-        model = model.to(device)
-        optimizer = make_optimizer("sgd", model.parameters(), 0.01, 0.9, 5e-4)
-        loss_fn = nn.CrossEntropyLoss()
+        engine = make_engine(
+            model.to(device), params, torch.device(device), -(-len(train) // batch_size)
+        )
         generator = torch.Generator().manual_seed(0)
-        for _ in range(epochs):
+        for epoch in range(1, epochs + 1):
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            loss, acc = train_one_epoch(model, train, optimizer, loss_fn, batch_size, generator)
+            loss, acc = engine.train_epoch(train, batch_size, generator, epoch)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
-        val_loss, val_acc = evaluate(model, val, loss_fn, batch_size)
+        val_loss, val_acc = evaluate(engine.module, val, batch_size, engine.amp)
         row = {
             "model": name,
             "images_per_s": round(len(train) / seconds),
@@ -93,12 +97,42 @@ def time_networks(workdir: Path, names: list[str], device: str, epochs: int, bat
     return results
 
 
+def throughput(workdir: Path, runs: list[tuple[str, int]], device: str) -> list[dict]:
+    """bench/throughput.py for each (model, images): the engine against a plain loop."""
+    env = dict(os.environ, PYTHONPATH=str(workdir / "src"))
+    results = []
+    for model, images in runs:
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "bench/throughput.py"),
+                "--model",
+                model,
+                "--device",
+                device,
+                "--images",
+                str(images),
+                "--batch-size",
+                "512",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--models", default="all", help="all, or names separated by commas")
     parser.add_argument("--epochs", type=int, default=2, help="per network; the last is timed")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--throughput-models", default="lenet,resnet18")
+    parser.add_argument("--throughput-images", type=int, default=50000)
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
 
@@ -120,11 +154,17 @@ def main():
 
         names = models.registered_names() if args.models == "all" else args.models.split(",")
         networks = time_networks(workdir, names, args.device, args.epochs, args.batch_size)
+        runs = [(m, args.throughput_images) for m in args.throughput_models.split(",")]
+        ratios = throughput(workdir, runs, args.device)
 
-    result = {**info, "pipeline": pipeline, "networks": networks}
+    result = {**info, "pipeline": pipeline, "networks": networks, "throughput": ratios}
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    ok = pipeline["test_acc"] >= 0.97 and pipeline["onnx_top1_agreement"] == 1.0
+    ok = (
+        pipeline["test_acc"] >= 0.97
+        and pipeline["onnx_top1_agreement"] == 1.0
+        and pipeline["torchscript_top1_agreement"] == 1.0
+    )
     print("gpu check:", "passed" if ok else "FAILED", flush=True)
     sys.exit(0 if ok else 1)
 

@@ -1,33 +1,65 @@
-"""Stage 3: train the configured network; keep the weights of the best validation epoch."""
+"""Stage 3: train the configured network; keep the weights of the best validation epoch.
 
-from torch import nn
+Under `train.nproc: N` (or `torchrun --nproc_per_node=N stages/train.py`) it trains with
+DistributedDataParallel; rank 0 alone logs and writes. After each epoch the whole training
+state is saved to RESUME_FILE, so a killed run continues where it stopped.
+"""
 
-from cnnpipe import tracking
+import hashlib
+from pathlib import Path
+
+from cnnpipe import distributed, tracking
 from cnnpipe.checkpoint import ModelSpec, save_spec, save_weights
 from cnnpipe.config import load_params
-from cnnpipe.data.batches import DeviceData, channel_stats
+from cnnpipe.data.batches import channel_stats, place
 from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
 from cnnpipe.errors import exit_on_error
 from cnnpipe.files import write_csv, write_json, write_text
 from cnnpipe.models import resolve_variant
 from cnnpipe.summary import report
-from cnnpipe.train import fit, make_optimizer, resolve_device, seed_everything
+from cnnpipe.train import (
+    fingerprint,
+    fit,
+    load_resume,
+    make_engine,
+    resolve_device,
+    seed_everything,
+)
+
+RESUME_FILE = Path("models/train_state.pt")
 
 
 @exit_on_error
 def main():
     params = load_params()
+    cfg = params.train
+    if cfg.nproc > 1 and not distributed.under_torchrun():
+        distributed.relaunch(cfg.nproc, __file__)
+    device = resolve_device(cfg.device)
+    rank, world = distributed.setup(device)
+    device = distributed.local_device(device)
+    main_process = rank == 0
     seed_everything(params.seed)
-    device = resolve_device(params.train.device)
 
     # Data: normalised with the mean and std of the training split only.
     data, split = load_prepared("data/prepared"), load_split("data/split")
     mean, std = channel_stats(data.images[split["train"]])
-    train = DeviceData(data.images[split["train"]], data.labels[split["train"]], mean, std, device)
-    val = DeviceData(data.images[split["val"]], data.labels[split["val"]], mean, std, device)
+    train, val = (
+        place(
+            data.images,
+            data.labels,
+            split[name],
+            mean,
+            std,
+            device,
+            cfg.data_placement,
+            cfg.workers,
+        )
+        for name in ("train", "val")
+    )
 
-    # Model, optimiser, loss.
+    # Model, optimiser, schedule, loss.
     spec = ModelSpec(
         model=params.model,
         num_classes=len(data.classes),
@@ -42,40 +74,66 @@ def main():
     )
     model = spec.build(init=params.net.init).to(device)
     table = report(model, spec.model, spec.variant, spec.in_channels, spec.image_size)
-    optimizer = make_optimizer(
-        params.optimizer,
-        model.parameters(),
-        lr=params.lr,
-        momentum=params.train.momentum,
-        weight_decay=params.train.weight_decay,
+    steps_per_epoch = -(-len(train) // world // params.batch_size)
+    engine = make_engine(model, params, device, steps_per_epoch)
+
+    # A checkpoint is resumed only if it comes from these same params and data.
+    run_key = fingerprint(
+        {
+            k: v
+            for k, v in tracking.flatten(params).items()
+            if k.split(".")[0] not in ("tracking", "export") and k != "train.resume"
+        },
+        data.labels.tobytes(),
+        *(split[name].tobytes() for name in ("train", "val")),
+        data.images.shape,
+        world,
     )
-    loss_fn = nn.CrossEntropyLoss()
+    resume = load_resume(RESUME_FILE, run_key, device) if cfg.resume else None
 
     # Epochs, tracked in MLflow as they finish.
-    with tracking.start_run(params):
+    run_id = resume["run_id"] if resume else None
+    with tracking.start_run(params, run_id=run_id, active=main_process) as run:
+        if resume and main_process:
+            print(f"resuming after epoch {len(resume['history'])} from {RESUME_FILE}")
+            tracking.log_missing_epochs(resume["history"])
+        checkpoint = None
+        if main_process and cfg.resume:
+            extra = {"fingerprint": run_key, "run_id": run.info.run_id if run else None}
+            checkpoint = (RESUME_FILE, extra)
         history, best_state = fit(
-            model,
+            engine,
             train,
             val,
-            optimizer,
-            loss_fn,
             epochs=params.epochs,
             batch_size=params.batch_size,
             seed=params.seed,
-            on_epoch=tracking.log_epoch,
+            patience=cfg.patience,
+            resume=resume,
+            checkpoint=checkpoint,
+            on_epoch=tracking.log_epoch if main_process else None,
+            rank=rank,
+            world=world,
         )
         best = max(history, key=lambda row: row["val_acc"])
         scores = {"best_epoch": best["epoch"], "best_val_acc": best["val_acc"]}
-        tracking.log_metrics(scores)
+        weights = hashlib.sha256(
+            b"".join(v.cpu().numpy().tobytes() for v in engine.module.state_dict().values())
+        ).hexdigest()[:16]
+        print(f"rank {rank}/{world}: final weights {weights}", flush=True)
 
-        # Save: the best weights, how to rebuild them, and the curves.
-        save_weights(best_state, "models/best.pth")
-        save_spec(spec, "models/model.json")
-        write_csv("metrics/history.csv", history)
-        write_json("metrics/train.json", scores)
-        write_text("metrics/model_summary.txt", table)
-        tracking.log_files("metrics/model_summary.txt", folder="model")
-    print(f"best epoch {best['epoch']}: val accuracy {best['val_acc']:.4f} on {device}")
+        if main_process:
+            tracking.log_metrics(scores)
+            # Save: the best weights, how to rebuild them, the curves and the layer table.
+            save_weights(best_state, "models/best.pth")
+            save_spec(spec, "models/model.json")
+            write_csv("metrics/history.csv", history)
+            write_json("metrics/train.json", scores)
+            write_text("metrics/model_summary.txt", table)
+            tracking.log_files("metrics/model_summary.txt", folder="model")
+            RESUME_FILE.unlink(missing_ok=True)
+            print(f"best epoch {best['epoch']}: val accuracy {best['val_acc']:.4f} on {device}")
+    distributed.teardown()
 
 
 if __name__ == "__main__":

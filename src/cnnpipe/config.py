@@ -56,7 +56,26 @@ class NetConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     momentum: float = field(default=0.9, metadata=_bound(lo=0, hi=1, hi_open=True))
+    nesterov: bool = False
+    beta1: float = field(default=0.9, metadata=_bound(lo=0, hi=1, hi_open=True))
+    beta2: float = field(default=0.999, metadata=_bound(lo=0, hi=1, hi_open=True))
+    eps: float = field(default=1e-8, metadata=_positive())
     weight_decay: float = field(default=5e-4, metadata=_bound(lo=0))
+    schedule: Literal["constant", "step", "cosine", "onecycle"] = "constant"
+    warmup_epochs: int = field(default=0, metadata=_bound(lo=0))
+    step_size: int = field(default=10, metadata=_bound(lo=1))
+    gamma: float = field(default=0.1, metadata=_bound(lo=0, hi=1, lo_open=True))
+    loss: Literal["cross_entropy", "nll", "l1", "mse", "smooth_l1"] = "cross_entropy"
+    label_smoothing: float = field(default=0.0, metadata=_bound(lo=0, hi=1, hi_open=True))
+    smooth_l1_beta: float = field(default=1.0, metadata=_positive())
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    data_placement: Literal["auto", "device", "host"] = "auto"
+    workers: int = field(default=2, metadata=_bound(lo=0))
+    patience: int = field(default=0, metadata=_bound(lo=0))
+    nproc: int = field(default=1, metadata=_bound(lo=1))
+    resume: bool = True
     device: str = "auto"
 
 
@@ -81,7 +100,7 @@ class Params:
     lr: float = field(default=0.01, metadata=_positive())
     batch_size: int = field(default=64, metadata=_bound(lo=1))
     epochs: int = field(default=20, metadata=_bound(lo=1))
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     seed: int = field(default=42, metadata=_bound(lo=0))
     net: NetConfig = NetConfig()
     data: DataConfig = DataConfig()
@@ -207,6 +226,11 @@ def _check_consistency(params: Params, source: str) -> None:
         raise ConfigError(
             f"{source}: split.val + split.test must be < 1 to leave images for training, "
             f"got {params.split.val} + {params.split.test}"
+        )
+    if params.train.nesterov and (params.optimizer != "sgd" or params.train.momentum == 0):
+        raise ConfigError(
+            f"{source}: train.nesterov needs optimizer sgd with train.momentum > 0, "
+            f"got optimizer {params.optimizer} with momentum {params.train.momentum}"
         )
     device = params.train.device
     if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):

@@ -45,8 +45,15 @@ def flatten(params) -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def start_run(params):
-    """Open a new run for this pipeline run (the train stage) and record its id."""
+def start_run(params, run_id: str | None = None, active: bool = True):
+    """Open this pipeline run's MLflow run (the train stage) and record its id.
+
+    `run_id` reopens the run of a training that was killed and is now resumed, so the
+    pipeline run stays one MLflow run. `active=False` (ranks other than 0) logs nothing.
+    """
+    if not active:
+        yield None
+        return
     if not _enable(params):
         write_json(RUN_FILE, {"mlflow_run_id": None})
         yield None
@@ -54,9 +61,14 @@ def start_run(params):
     import mlflow
 
     experiment_id = _experiment_id(params.tracking.experiment)
-    run_name = os.environ.get("DVC_EXP_NAME") or None
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=_tags()) as run:
-        mlflow.log_params(flatten(params))
+    if run_id:
+        context = mlflow.start_run(run_id=run_id)
+    else:
+        run_name = os.environ.get("DVC_EXP_NAME") or None
+        context = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=_tags())
+    with context as run:
+        if not run_id:
+            mlflow.log_params(flatten(params))
         write_json(RUN_FILE, {"mlflow_run_id": run.info.run_id})
         yield run
 
@@ -150,6 +162,17 @@ def log_epoch(row: dict) -> None:
     """Per-epoch metrics, with the epoch as the step so MLflow draws curves over epochs."""
     if mlflow := _tracked():
         mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+
+
+def log_missing_epochs(history: list[dict]) -> None:
+    """After a resume: log the epochs whose metrics the killed process did not get to log."""
+    if mlflow := _tracked():
+        run_id = mlflow.active_run().info.run_id
+        client = mlflow.MlflowClient()
+        logged = {m.step for m in client.get_metric_history(run_id, "val_acc")}
+        for row in history:
+            if row["epoch"] not in logged:
+                log_epoch(row)
 
 
 def log_metrics(metrics: dict[str, float]) -> None:

@@ -1,12 +1,15 @@
-"""Batches made from tensors already on the device.
+"""Batches for training and evaluation, normalised on the device.
 
-The whole uint8 split is copied to the device once; each batch is an index into it,
+DeviceData copies a whole uint8 split to the device once; each batch is an index into it,
 converted to float and normalised there. With small images this beats a per-sample
-DataLoader by a wide margin and keeps the 2-core CPU out of the way.
+DataLoader by a wide margin and keeps a 2-core CPU out of the way. HostData is for splits
+that do not fit on the GPU: DataLoader workers slice batches out of the (memory-mapped)
+arrays into pinned memory, and each batch is copied to the device without blocking.
 """
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 
 def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
@@ -25,6 +28,27 @@ def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[list[float], l
     return mean.tolist(), std.tolist()
 
 
+def epoch_order(n: int, shuffle: bool, generator, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """This rank's share of one epoch's image order.
+
+    Every rank draws the same permutation from the same seeded generator and takes every
+    world-th image; the tail is dropped so all ranks take the same number of steps.
+    """
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if world > 1:
+        order = order[: n - n % world][rank::world]
+    return order
+
+
+class _Normalizer:
+    def __init__(self, mean, std, device):
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() / 255.0 - self.mean) / self.std
+
+
 class DeviceData:
     """One split as a uint8 tensor (N, C, H, W) on `device`, served as normalised batches."""
 
@@ -32,21 +56,87 @@ class DeviceData:
         self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
         self.images = self.images.contiguous().to(device)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.normalize = _Normalizer(mean, std, device)
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() / 255.0 - self.mean) / self.std
-
-    def batches(self, batch_size: int, shuffle: bool = False, generator=None):
-        n = len(self)
-        if shuffle:
-            order = torch.randperm(n, generator=generator).to(self.images.device)
-        else:
-            order = torch.arange(n, device=self.images.device)
-        for start in range(0, n, batch_size):
+    def batches(self, batch_size: int, shuffle=False, generator=None, rank=0, world=1):
+        order = epoch_order(len(self), shuffle, generator, rank, world).to(self.images.device)
+        for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             yield self.normalize(self.images[idx]), self.labels[idx]
+
+
+class _Slices(Dataset):
+    """Item i of the sampler is an array of image indices; the item is that whole batch."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, idx):
+        images = torch.from_numpy(np.ascontiguousarray(self.images[idx])).permute(0, 3, 1, 2)
+        return images.contiguous(), torch.from_numpy(self.labels[idx])
+
+
+class _Chunks:
+    """A sampler whose chunks are set anew each epoch, so the workers can persist."""
+
+    def __init__(self):
+        self.chunks = []
+
+    def __iter__(self):
+        return iter(self.chunks)
+
+    def __len__(self):
+        return len(self.chunks)
+
+
+class HostData:
+    """A split left in host memory (or on disk, memory-mapped), batched by DataLoader workers.
+
+    `index` selects the split's rows from the full arrays, which are never copied whole.
+    """
+
+    def __init__(self, images, labels, mean, std, device, workers: int = 2, index=None):
+        self.index = np.arange(len(labels)) if index is None else np.asarray(index)
+        self.labels_np = np.asarray(labels, dtype=np.int64)[self.index]
+        self.labels = torch.from_numpy(self.labels_np)
+        self.device = torch.device(device)
+        self.normalize = _Normalizer(mean, std, device)
+        self._sampler = _Chunks()
+        self._loader = DataLoader(
+            _Slices(images, np.asarray(labels, dtype=np.int64)),
+            batch_size=None,
+            sampler=self._sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels_np)
+
+    def batches(self, batch_size: int, shuffle=False, generator=None, rank=0, world=1):
+        order = self.index[epoch_order(len(self), shuffle, generator, rank, world).numpy()]
+        self._sampler.chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        for images, labels in self._loader:
+            images = images.to(self.device, non_blocking=True)
+            yield self.normalize(images), labels.to(self.device, non_blocking=True)
+
+
+def place(images, labels, index, mean, std, device, placement="auto", workers=2):
+    """The split's batches from the device when it fits there (or is asked to), else from
+    host memory through DataLoader workers. On the CPU the device is host memory."""
+    device = torch.device(device)
+    on_device = device.type != "cuda" or placement == "device"
+    if device.type == "cuda" and placement == "auto":
+        free, _ = torch.cuda.mem_get_info(device)
+        # uint8 images take a quarter of their float32 size; leave room for activations.
+        on_device = len(index) * np.prod(images.shape[1:]) < free // 4
+    if on_device:
+        return DeviceData(images[index], np.asarray(labels)[index], mean, std, device)
+    return HostData(images, labels, mean, std, device, workers, index=index)

@@ -1,0 +1,94 @@
+"""The training engine under the real `dvc`: kill and resume, and DDP through torchrun."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+import yaml
+from mlflow import MlflowClient
+
+from conftest import cli_env, make_clone, run
+
+pytestmark = pytest.mark.e2e
+
+
+def set_params(repo, **values):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for key, value in values.items():
+        *path, last = key.split("__")
+        section = params
+        for part in path:
+            section = section[part]
+        section[last] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def mlflow_runs(repo):
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("cnnpipe")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_killed_training_resumes_to_the_same_result_in_one_mlflow_run(tmp_path):
+    # MobileNetV3 has BatchNorm and dropout, so the resumed RNG state matters.
+    settings = {"model": "mobilenet_v3_small", "epochs": 6, "lr": 0.01, "optimizer": "adam"}
+    killed, clean = make_clone(tmp_path / "killed"), make_clone(tmp_path / "clean")
+    for repo in (killed, clean):
+        set_params(repo, **settings)
+
+    run(["dvc", "repro", "split"], killed)
+    trainer = subprocess.Popen(
+        ["dvc", "repro", "train"],
+        cwd=killed,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: dvc and the stage die together
+    )
+    state, done, deadline = killed / "models/train_state.pt", 0, time.time() + 300
+    while done < 2 and time.time() < deadline and trainer.poll() is None:
+        if state.exists():
+            done = len(torch.load(state, weights_only=True)["history"])
+        time.sleep(0.05)
+    os.killpg(trainer.pid, signal.SIGKILL)
+    trainer.wait()
+    assert 2 <= done < 6, "the kill must land mid-run"
+    assert not (killed / "metrics/train.json").exists()  # nothing claims success
+
+    resumed = run(["dvc", "repro"], killed)
+    assert f"resuming after epoch {done}" in resumed.stdout
+    assert not state.exists()  # a finished run leaves no checkpoint behind
+    run(["dvc", "repro"], clean)
+    for name in ("metrics/train.json", "metrics/history.csv", "metrics/evaluate.json"):
+        assert (killed / name).read_bytes() == (clean / name).read_bytes(), name
+
+    client, runs = mlflow_runs(killed)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    history = client.get_metric_history(runs[0].info.run_id, "val_acc")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5, 6]  # each epoch once
+    assert "test_acc" in runs[0].data.metrics
+
+
+def test_torchrun_trains_with_ddp_on_two_gloo_processes(tmp_path):
+    repo = make_clone(tmp_path / "repo")
+    set_params(repo, epochs=3)
+    run(["dvc", "repro", "split"], repo)
+
+    result = run(["torchrun", "--standalone", "--nproc_per_node=2", "stages/train.py"], repo)
+    digests = dict(re.findall(r"rank (\d)/2: final weights (\w+)", result.stdout))
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
+    assert (repo / "models/best.pth").exists() and (repo / "metrics/train.json").exists()
+    _, runs = mlflow_runs(repo)
+    assert len(runs) == 1  # rank 0 alone tracks
+
+    # The documented switch makes `dvc repro` itself train on two processes.
+    set_params(repo, train__nproc=2)
+    result = run(["dvc", "repro"], repo)
+    assert "starting 2 training processes" in result.stdout
+    assert len(re.findall(r"rank \d/2: final weights", result.stdout)) == 2
+    _, runs = mlflow_runs(repo)
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
