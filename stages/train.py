@@ -46,16 +46,7 @@ def main():
     data, split = load_prepared("data/prepared"), load_split("data/split")
     mean, std = channel_stats(data.images[split["train"]])
     train, val = (
-        place(
-            data.images,
-            data.labels,
-            split[name],
-            mean,
-            std,
-            device,
-            cfg.data_placement,
-            cfg.workers,
-        )
+        place(data, split[name], mean, std, device, cfg.data_placement, cfg.workers)
         for name in ("train", "val")
     )
 
@@ -78,17 +69,7 @@ def main():
     engine = make_engine(model, params, device, steps_per_epoch)
 
     # A checkpoint is resumed only if it comes from these same params and data.
-    run_key = fingerprint(
-        {
-            k: v
-            for k, v in tracking.flatten(params).items()
-            if k.split(".")[0] not in ("tracking", "export") and k != "train.resume"
-        },
-        data.labels.tobytes(),
-        *(split[name].tobytes() for name in ("train", "val")),
-        data.images.shape,
-        world,
-    )
+    run_key = fingerprint(params, data.labels, split, data.images.shape, world)
     resume = load_resume(RESUME_FILE, run_key, device) if cfg.resume else None
 
     # Epochs, tracked in MLflow as they finish.

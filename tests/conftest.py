@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,7 +37,10 @@ def run(cmd, cwd, check=True, **env) -> subprocess.CompletedProcess:
 
 
 def make_clone(dest: Path) -> Path:
-    """A fresh repository holding the working tree's files (committed or not), never its outputs."""
+    """A fresh repository holding the working tree's files (committed or not), never its outputs.
+
+    Its stages import cnnpipe from this checkout's editable install: the same code.
+    """
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=REPO,
@@ -56,9 +60,16 @@ def make_clone(dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture
-def clone(tmp_path) -> Path:
-    return make_clone(tmp_path / "repo")
+def set_params(repo, **values):
+    """Edit params.yaml in a clone; `section__key=value` reaches nested keys."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for key, value in values.items():
+        *path, last = key.split("__")
+        section = params
+        for part in path:
+            section = section[part]
+        section[last] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 OUTPUT = Path(os.environ.get("CNNPIPE_TEST_OUTPUT", REPO / "test-output"))

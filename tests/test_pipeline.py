@@ -9,7 +9,6 @@ import subprocess
 
 import numpy as np
 import pytest
-import yaml
 from mlflow import MlflowClient
 from PIL import Image
 
@@ -17,7 +16,7 @@ from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
 from cnnpipe.predict import open_model, predict_files
 
-from conftest import cli_env, free_port, make_clone, run
+from conftest import cli_env, free_port, make_clone, run, set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -166,7 +165,7 @@ def test_every_export_predicts_the_test_split_alike(repo, tmp_path):
 
 def test_bad_param_stops_the_pipeline_and_keeps_earlier_outputs(repo):
     before = (repo / "models/model.onnx").read_bytes()
-    set_param(repo, "model", "resnet999")
+    set_params(repo, model="resnet999")
     try:
         result = run(["dvc", "repro"], repo, check=False)
     finally:
@@ -187,15 +186,9 @@ def test_bad_param_stops_the_pipeline_and_keeps_earlier_outputs(repo):
 )
 def test_stage_reports_bad_params_in_one_line_and_writes_nothing(tmp_path, key, value, message):
     repo = make_clone(tmp_path / "repo")
-    set_param(repo, key, value)
+    set_params(repo, **{key: value})
     result = run(["python", "stages/prepare.py"], repo, check=False)
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: params.yaml: {message}")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (repo / "data").exists()
-
-
-def set_param(repo, key, value):
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params[key] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -91,6 +91,7 @@ class ExportConfig:
 @dataclass(frozen=True)
 class TrackingConfig:
     enabled: bool = True
+    required: bool = True
     experiment: str = "cnnpipe"
 
 
@@ -235,6 +236,21 @@ def _check_consistency(params: Params, source: str) -> None:
     device = params.train.device
     if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
         raise ConfigError(f"{source}: train.device is '{device}'; allowed: auto, cpu, cuda, cuda:N")
+
+
+def flatten(params) -> dict[str, object]:
+    """Params dataclass -> {"lr": 0.01, "data.image_size": 32, ...}."""
+    flat = {}
+
+    def walk(value, prefix):
+        if dataclasses.is_dataclass(value):
+            for f in dataclasses.fields(value):
+                walk(getattr(value, f.name), f"{prefix}{f.name}.")
+        else:
+            flat[prefix.rstrip(".")] = value
+
+    walk(params, "")
+    return flat
 
 
 def _show(value) -> str:

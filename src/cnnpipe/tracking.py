@@ -5,16 +5,18 @@ reopen that run to add their metrics and files. The default store is SQLite at t
 project root. DVC runs queued experiments in temporary copies of the repository but
 sets DVC_ROOT to the main one, so every experiment lands in the same store.
 MLFLOW_TRACKING_URI, when set, overrides all of this. With `tracking.enabled: false`
-nothing is logged and MLflow is not even imported.
+nothing is logged and MLflow is not even imported; with `tracking.required: false` an
+unreachable store is reported and the pipeline goes on untracked.
 """
 
 import contextlib
-import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from cnnpipe.config import flatten
+from cnnpipe.errors import CnnpipeError
 from cnnpipe.files import read_json, write_json
 
 RUN_FILE = Path("metrics/mlflow_run.json")
@@ -29,21 +31,6 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
-def flatten(params) -> dict[str, object]:
-    """Params dataclass -> {"lr": 0.01, "data.image_size": 32, ...}."""
-    flat = {}
-
-    def walk(value, prefix):
-        if dataclasses.is_dataclass(value):
-            for f in dataclasses.fields(value):
-                walk(getattr(value, f.name), f"{prefix}{f.name}.")
-        else:
-            flat[prefix.rstrip(".")] = value
-
-    walk(params, "")
-    return flat
-
-
 @contextlib.contextmanager
 def start_run(params, run_id: str | None = None, active: bool = True):
     """Open this pipeline run's MLflow run (the train stage) and record its id.
@@ -54,13 +41,13 @@ def start_run(params, run_id: str | None = None, active: bool = True):
     if not active:
         yield None
         return
-    if not _enable(params):
+    experiment_id = _connect(params)
+    if experiment_id is None:
         write_json(RUN_FILE, {"mlflow_run_id": None})
         yield None
         return
     import mlflow
 
-    experiment_id = _experiment_id(params.tracking.experiment)
     if run_id:
         context = mlflow.start_run(run_id=run_id)
     else:
@@ -76,13 +63,12 @@ def start_run(params, run_id: str | None = None, active: bool = True):
 @contextlib.contextmanager
 def continue_run(params):
     """Reopen the run the train stage started (evaluate, export)."""
-    if not _enable(params):
+    if _connect(params) is None:
         yield None
         return
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    _experiment_id(params.tracking.experiment)
     run_id = read_json(RUN_FILE)["mlflow_run_id"] if RUN_FILE.exists() else None
     try:
         active = mlflow.start_run(run_id=run_id) if run_id else None
@@ -101,12 +87,39 @@ def continue_run(params):
         yield run
 
 
-def _enable(params) -> bool:
+def _connect(params) -> str | None:
+    """The id of the experiment to log to, or None when this process tracks nothing.
+
+    An unreachable store stops the stage within seconds, before any work is done, or with
+    `tracking.required: false` lets it go on untracked. Either way no output is touched.
+    """
     global _enabled
-    _enabled = params.tracking.enabled
-    if not _enabled:
+    _enabled = False
+    if not params.tracking.enabled:
         print("MLflow tracking is off (tracking.enabled: false)", file=sys.stderr)
-    return _enabled
+        return None
+    uri = tracking_uri()
+    if uri.startswith(("http:", "https:")):
+        # By default MLflow retries an unreachable server for minutes; answer in seconds.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    try:
+        experiment_id = _experiment_id(params.tracking.experiment)
+    except Exception as exc:  # refused, timed out, bad URI, bad database: all mean "no store"
+        reason = " ".join(str(exc).split())[:300]
+        if params.tracking.required:
+            raise CnnpipeError(
+                f"cannot reach MLflow at {uri} ({reason}); start the server, correct "
+                "MLFLOW_TRACKING_URI, or set tracking.required: false to go on untracked"
+            ) from None
+        print(
+            f"warning: cannot reach MLflow at {uri} ({reason}); going on without tracking "
+            "(tracking.required: false)",
+            file=sys.stderr,
+        )
+        return None
+    _enabled = True
+    return experiment_id
 
 
 def _experiment_id(name: str) -> str:

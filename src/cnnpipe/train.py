@@ -14,6 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cnnpipe import distributed
+from cnnpipe.config import flatten
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.files import atomic_path
 from cnnpipe.metrics import AverageMeter
@@ -229,12 +230,19 @@ def evaluate(model, data, batch_size: int, amp=None) -> tuple[float, float]:
 # Resuming: the state of training after each epoch, enough to continue bit for bit.
 
 
-def fingerprint(*parts) -> str:
-    """A hash of what determines a training run: params and data. A checkpoint from a
-    different run (other params, other data) is never resumed."""
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part if isinstance(part, bytes) else repr(part).encode())
+def fingerprint(params, labels: np.ndarray, split: dict, image_shape, world: int) -> str:
+    """A hash of what decides a training run: the params (all but tracking and export),
+    the labels and split, the image shape and the number of processes. A checkpoint from
+    any other run is never resumed."""
+    decisive = {
+        key: value
+        for key, value in flatten(params).items()
+        if key.split(".")[0] not in ("tracking", "export") and key != "train.resume"
+    }
+    digest = hashlib.sha256(repr((decisive, tuple(image_shape), world)).encode())
+    digest.update(labels.tobytes())
+    for name in ("train", "val"):
+        digest.update(split[name].tobytes())
     return digest.hexdigest()
 
 

@@ -128,9 +128,11 @@ class HostData:
             yield self.normalize(images), labels.to(self.device, non_blocking=True)
 
 
-def place(images, labels, index, mean, std, device, placement="auto", workers=2):
-    """The split's batches from the device when it fits there (or is asked to), else from
-    host memory through DataLoader workers. On the CPU the device is host memory."""
+def place(data, index, mean, std, device, placement="auto", workers=2):
+    """The rows `index` of a prepared data set, batched from the device when they fit
+    there (or are asked to), else from host memory through DataLoader workers. On the
+    CPU the device is host memory."""
+    images, labels = data.images, data.labels
     device = torch.device(device)
     on_device = device.type != "cuda" or placement == "device"
     if device.type == "cuda" and placement == "auto":
