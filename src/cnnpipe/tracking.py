@@ -48,14 +48,8 @@ def start_run(params, run_id: str | None = None, active: bool = True):
         return
     import mlflow
 
-    if run_id:
-        context = mlflow.start_run(run_id=run_id)
-    else:
-        run_name = os.environ.get("DVC_EXP_NAME") or None
-        context = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=_tags())
+    context = mlflow.start_run(run_id=run_id) if run_id else _new_run(experiment_id, params)
     with context as run:
-        if not run_id:
-            mlflow.log_params(flatten(params))
         write_json(RUN_FILE, {"mlflow_run_id": run.info.run_id})
         yield run
 
@@ -63,7 +57,8 @@ def start_run(params, run_id: str | None = None, active: bool = True):
 @contextlib.contextmanager
 def continue_run(params):
     """Reopen the run the train stage started (evaluate, export)."""
-    if _connect(params) is None:
+    experiment_id = _connect(params)
+    if experiment_id is None:
         yield None
         return
     import mlflow
@@ -76,15 +71,24 @@ def continue_run(params):
         active = None
     if active is None:
         # The store was moved or deleted since train ran: keep tracking in a fresh run.
+        # RUN_FILE belongs to the train stage's outputs, so it is left as it is.
         print(
             f"warning: MLflow run {run_id} is not in {tracking_uri()}; logging to a new run",
             file=sys.stderr,
         )
-        with start_run(params) as run:
-            yield run
-        return
+        active = _new_run(experiment_id, params)
     with active as run:
         yield run
+
+
+def _new_run(experiment_id: str, params):
+    """A new MLflow run for this pipeline run, named after the DVC experiment if any."""
+    import mlflow
+
+    run_name = os.environ.get("DVC_EXP_NAME") or None
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=_tags())
+    mlflow.log_params(flatten(params))
+    return run
 
 
 def _connect(params) -> str | None:
