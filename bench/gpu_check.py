@@ -66,7 +66,7 @@ def time_networks(workdir: Path, names: list[str], device: str, epochs: int, bat
     from cnnpipe.train import evaluate, make_engine, seed_everything
 
     data, split = load_prepared(workdir / "data/prepared"), load_split(workdir / "data/split")
-    mean, std = channel_stats(data.images[split["train"]])
+    mean, std = channel_stats(data.images, split["train"])
     train = DeviceData(data.images[split["train"]], data.labels[split["train"]], mean, std, device)
     val = DeviceData(data.images[split["val"]], data.labels[split["val"]], mean, std, device)
     results = []

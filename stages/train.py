@@ -44,7 +44,7 @@ def main():
 
     # Data: normalised with the mean and std of the training split only.
     data, split = load_prepared("data/prepared"), load_split("data/split")
-    mean, std = channel_stats(data.images[split["train"]])
+    mean, std = channel_stats(data.images, split["train"])
     train, val = (
         place(data, split[name], mean, std, device, cfg.data_placement, cfg.workers)
         for name in ("train", "val")

@@ -66,6 +66,8 @@ def test_channel_stats_and_normalised_batches():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (300, 4, 4, 2), dtype=np.uint8)
     mean, std = channel_stats(images, chunk=64)  # chunks must not change the answer
+    subset = np.arange(0, 300, 3)
+    assert np.allclose(channel_stats(images, subset, chunk=7)[0], channel_stats(images[subset])[0])
     x = images / 255.0
     assert np.allclose(mean, x.mean(axis=(0, 1, 2)))
     assert np.allclose(std, x.std(axis=(0, 1, 2)))

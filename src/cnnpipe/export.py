@@ -16,10 +16,7 @@ from cnnpipe.predict import METADATA_FILE, Preprocessing
 
 
 def metadata(spec: ModelSpec) -> dict[str, str]:
-    prep = Preprocessing(
-        spec.image_size, spec.in_channels, spec.mean, spec.std, spec.classes, spec.model
-    )
-    return prep.to_metadata()
+    return Preprocessing.from_spec(spec).to_metadata()
 
 
 def _example(spec: ModelSpec) -> torch.Tensor:

@@ -47,6 +47,11 @@ class Preprocessing:
         }
 
     @classmethod
+    def from_spec(cls, spec) -> "Preprocessing":
+        """From a checkpoint's ModelSpec."""
+        return cls(spec.image_size, spec.in_channels, spec.mean, spec.std, spec.classes, spec.model)
+
+    @classmethod
     def from_metadata(cls, meta: dict[str, str], source) -> "Preprocessing":
         try:
             return cls(
@@ -90,9 +95,7 @@ class TorchModel:
             from cnnpipe.checkpoint import load_model
 
             self.module, spec = load_model(path, spec or path.with_name("model.json"))
-            self.prep = Preprocessing(
-                spec.image_size, spec.in_channels, spec.mean, spec.std, spec.classes, spec.model
-            )
+            self.prep = Preprocessing.from_spec(spec)
         else:
             from cnnpipe.export import load_torchscript
 

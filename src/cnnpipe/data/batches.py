@@ -12,13 +12,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 
-def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of uint8 images (N, H, W, C) in 0..1, read in chunks."""
+def channel_stats(images: np.ndarray, index=None, chunk: int = 4096):
+    """Per-channel (mean, std) in 0..1 of uint8 images (N, H, W, C), or of the rows `index`.
+
+    Rows are read a chunk at a time, so a memory-mapped set is never loaded whole.
+    """
+    index = np.arange(len(images)) if index is None else np.asarray(index)
     total = np.zeros(images.shape[3])
     total_sq = np.zeros(images.shape[3])
     count = 0
-    for start in range(0, len(images), chunk):
-        x = np.asarray(images[start : start + chunk], dtype=np.float64) / 255.0
+    for start in range(0, len(index), chunk):
+        x = np.asarray(images[index[start : start + chunk]], dtype=np.float64) / 255.0
         total += x.sum(axis=(0, 1, 2))
         total_sq += (x * x).sum(axis=(0, 1, 2))
         count += x.shape[0] * x.shape[1] * x.shape[2]
