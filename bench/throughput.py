@@ -19,7 +19,7 @@ from torch import nn
 from cnnpipe import models
 from cnnpipe.config import DataConfig, TrainConfig
 from cnnpipe.data.batches import DeviceData, channel_stats
-from cnnpipe.data.sources import load_source
+from cnnpipe.data.sources import read_source
 from cnnpipe.train import Engine, amp_dtype, make_loss, make_optimizer, make_schedule
 
 
@@ -70,7 +70,7 @@ def main():
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    images, labels, _ = load_source(DataConfig(image_size=32, channels=1))
+    images, labels, _ = read_source(DataConfig(image_size=32, channels=1))
     reps = -(-args.images // len(images))
     images, labels = (
         np.tile(images, (reps, 1, 1, 1))[: args.images],

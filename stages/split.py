@@ -1,19 +1,25 @@
-"""Stage 2: a stratified train/val/test split, saved as index files under data/split/."""
+"""Stage 2: a stratified train/val/test split, saved as index files under data/split/;
+with `split.folds: k`, also k stratified cross-validation folds over train + val."""
 
 from cnnpipe.config import load_params
 from cnnpipe.data.prepared import load_prepared
-from cnnpipe.data.split import save_split, stratified_split
+from cnnpipe.data.split import k_folds, save_split, stratified_split
 from cnnpipe.errors import exit_on_error
 
 
 @exit_on_error
 def main():
     params = load_params()
-    labels = load_prepared("data/prepared").labels
+    data = load_prepared("data/prepared")
     cfg = params.split
-    split = stratified_split(labels, cfg.val, cfg.test, params.seed, cfg.fraction)
+    split = stratified_split(
+        data.labels, cfg.val, cfg.test, params.seed, cfg.fraction, classes=data.classes
+    )
+    if cfg.folds > 1:
+        split["folds"] = k_folds(data.labels, split, cfg.folds, params.seed)
     save_split("data/split", split)
-    print(", ".join(f"{name}: {len(idx)}" for name, idx in split.items()))
+    print(", ".join(f"{name}: {len(split[name])}" for name in ("train", "val", "test")), end="")
+    print(f"; {cfg.folds} folds over train + val" if cfg.folds > 1 else "")
 
 
 if __name__ == "__main__":

@@ -112,3 +112,39 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Digits 0..9 as class folders whose names have spaces and non-ASCII characters.
+DIGIT_CLASSES = ["zero", "one", "two 2", "three", "four", "five", "six", "seven", "八", "向日葵"]
+BROKEN = {"empty.png": b"", "notes.txt": b"not a picture", "cut.jpg": None}
+
+
+def write_digit_folder(root: Path, per_class: int | None = None, broken=True) -> dict:
+    """scikit-learn's digits as an image folder: PNG and JPEG, grey and RGB, at 16, 24 and
+    32 px, plus (with `broken`) an empty file, a text file and a truncated JPEG in class
+    'one', and a hidden file to ignore. Returns {relative path: class name} of the images."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    written, taken = {}, [0] * 10
+    for i, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+        if per_class is not None and taken[label] >= per_class:
+            continue
+        taken[label] += 1
+        size = 8 * (2 + i % 3)
+        picture = Image.fromarray((image / 16 * 255).astype("uint8")).resize((size, size))
+        if i % 2:
+            picture = picture.convert("RGB")
+        name = f"{DIGIT_CLASSES[label]}/{i:04d}.{'png' if i % 4 < 2 else 'jpg'}"
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        picture.save(root / name)
+        written[name] = DIGIT_CLASSES[label]
+    if broken:
+        jpeg = next(root / n for n in written if n.endswith(".jpg"))
+        for name, content in BROKEN.items():
+            (root / "one" / name).write_bytes(
+                jpeg.read_bytes()[:200] if content is None else content
+            )
+        (root / "one" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    return written

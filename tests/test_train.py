@@ -5,7 +5,7 @@ import torch
 from cnnpipe.checkpoint import ModelSpec, load_model, save_spec, save_weights
 from cnnpipe.config import DataConfig, TrainConfig, parse_params
 from cnnpipe.data.batches import DeviceData, HostData, channel_stats
-from cnnpipe.data.sources import load_source
+from cnnpipe.data.sources import read_source
 from cnnpipe.data.split import stratified_split
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.metrics import AverageMeter
@@ -23,7 +23,7 @@ BATCH = 64
 
 @pytest.fixture(scope="module")
 def digits():
-    images, labels, classes = load_source(DataConfig(image_size=16))
+    images, labels, classes = read_source(DataConfig(image_size=16))
     split = stratified_split(labels, val=0.2, test=0.2, seed=0)
     mean, std = channel_stats(images[split["train"]])
     train = DeviceData(images[split["train"]], labels[split["train"]], mean, std, "cpu")

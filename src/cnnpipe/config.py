@@ -31,11 +31,17 @@ def _positive():
     return _bound(lo=0, lo_open=True)
 
 
+SOURCES = ("digits", "imagefolder", "mnist", "fashion_mnist", "cifar10", "cifar100")
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    source: Literal["digits"] = "digits"
+    source: Literal[SOURCES] = "digits"
+    root: str | None = None
+    download: bool = True
     image_size: int = field(default=32, metadata=_bound(lo=8, hi=1024))
     channels: Literal[1, 3] = 1
+    on_bad_file: Literal["skip", "fail"] = "skip"
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,13 @@ class SplitConfig:
     val: float = field(default=0.15, metadata=_bound(lo=0, hi=1, lo_open=True, hi_open=True))
     test: float = field(default=0.15, metadata=_bound(lo=0, hi=1, lo_open=True, hi_open=True))
     fraction: float = field(default=1.0, metadata=_bound(lo=0, hi=1, lo_open=True))
+    folds: int = field(default=1, metadata=_bound(lo=1, hi=100))
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    crop_padding: int = field(default=0, metadata=_bound(lo=0, hi=64))
+    hflip: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,9 @@ class NetConfig:
     init: Literal["default", "kaiming", "xavier"] = "default"
     dropout: float | None = field(default=None, metadata=_bound(lo=0, hi=1, hi_open=True))
     lrn: bool = False
+    pretrained: str | None = None
+    freeze: Literal["none", "backbone"] = "none"
+    head_lr: float | None = field(default=None, metadata=_positive())
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,8 @@ class TrackingConfig:
     enabled: bool = True
     required: bool = True
     experiment: str = "cnnpipe"
+    register: bool = False
+    model_name: str = "cnnpipe"
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,7 @@ class Params:
     net: NetConfig = NetConfig()
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
+    augment: AugmentConfig = AugmentConfig()
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
     tracking: TrackingConfig = TrackingConfig()
@@ -232,6 +251,16 @@ def _check_consistency(params: Params, source: str) -> None:
         raise ConfigError(
             f"{source}: train.nesterov needs optimizer sgd with train.momentum > 0, "
             f"got optimizer {params.optimizer} with momentum {params.train.momentum}"
+        )
+    if params.data.source == "imagefolder" and not params.data.root:
+        raise ConfigError(
+            f"{source}: data.source is imagefolder, so data.root must name the folder "
+            "whose subfolders are the classes"
+        )
+    if params.net.freeze == "backbone" and not params.net.pretrained:
+        raise ConfigError(
+            f"{source}: net.freeze is backbone, but net.pretrained is null: a frozen "
+            "random backbone learns nothing; name the weights to start from"
         )
     device = params.train.device
     if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):

@@ -8,6 +8,13 @@ import tempfile
 from pathlib import Path
 
 
+def project_root() -> Path:
+    """The repository's root. DVC runs a queued experiment in a temporary copy of the
+    repository, but sets DVC_ROOT to the main one: what is shared (the MLflow store, an
+    image folder outside git) is found there."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""

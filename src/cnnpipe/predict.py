@@ -13,16 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from cnnpipe.errors import CnnpipeError
+from cnnpipe.images import ImageError, read_picture
 
 METADATA_FILE = "cnnpipe.json"  # the metadata's name inside a TorchScript archive
-# Pillow modes that are grey or colour pictures; others (CMYK, 16-bit, float) are refused
-# rather than guessed at.
-PICTURE_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA"}
 BATCH = 256
-
-
-class ImageError(CnnpipeError):
-    """One input image cannot be used; the others still can."""
 
 
 @dataclass(frozen=True)
@@ -126,32 +120,11 @@ def open_model(path: str | Path):
 
 
 def load_image(path: str | Path, prep: Preprocessing) -> np.ndarray:
-    """One image file -> float32 (C, H, W), resized and normalised as in training."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: broken image ({exc})") from None
-    if image.mode not in PICTURE_MODES:
-        raise ImageError(
-            f"{path}: has {len(image.getbands())} channels in mode {image.mode}; "
-            "expected a grey, RGB or RGBA picture"
-        )
-    image = image.convert("L" if prep.in_channels == 1 else "RGB")
-    image = image.resize((prep.image_size, prep.image_size), Image.Resampling.BILINEAR)
-    x = np.asarray(image, dtype=np.float32) / 255.0
-    x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
-    mean = np.asarray(prep.mean, dtype=np.float32)[:, None, None]
-    std = np.asarray(prep.std, dtype=np.float32)[:, None, None]
-    return (x - mean) / std
+    """One image file -> float32 (C, H, W), converted, resized and normalised as in training."""
+    x = read_picture(path, prep.in_channels, prep.image_size).astype(np.float32) / 255.0
+    mean = np.asarray(prep.mean, dtype=np.float32)
+    std = np.asarray(prep.std, dtype=np.float32)
+    return ((x - mean) / std).transpose(2, 0, 1)
 
 
 @dataclass

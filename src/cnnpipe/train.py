@@ -4,7 +4,7 @@ checkpoints to resume from, and the epoch loop."""
 import hashlib
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from cnnpipe.errors import CnnpipeError
 from cnnpipe.files import atomic_path
 from cnnpipe.metrics import AverageMeter
 from cnnpipe.progress import quiet
+from cnnpipe.transfer import param_groups
 
 AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers, as weighted in the paper
 
@@ -60,8 +61,9 @@ def make_schedule(optimizer, cfg, lr: float, epochs: int, steps_per_epoch: int):
     if cfg.schedule == "onecycle":
         # OneCycle warms up by itself: its rising phase lasts the warmup, else 30%.
         start = warmup / total if warmup else 0.3
+        peaks = [group["lr"] for group in optimizer.param_groups]  # the head's may differ
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=lr, total_steps=total, pct_start=start
+            optimizer, max_lr=peaks, total_steps=total, pct_start=start
         )
 
     def factor(step: int) -> float:
@@ -119,8 +121,12 @@ def forward_loss(output, labels, loss_fn):
     return output, loss_fn(output, labels)
 
 
-def make_engine(model: nn.Module, params, device: torch.device, steps_per_epoch: int):
-    """The optimiser, schedule, loss and precision that params ask for, around `model`."""
+def make_engine(model: nn.Module, params, device: torch.device, steps_per_epoch: int, frozen=()):
+    """The optimiser, schedule, loss and precision that params ask for, around `model`.
+
+    Only parameters that require gradients are optimised; `frozen` lists the layers that
+    stay in eval mode while the rest trains (see transfer.freeze_backbone).
+    """
     cfg = params.train
     channels_last = cfg.channels_last and device.type == "cuda"
     if device.type == "cuda":
@@ -130,7 +136,8 @@ def make_engine(model: nn.Module, params, device: torch.device, steps_per_epoch:
     runner = distributed.wrap(model, device)
     if cfg.compile:
         runner = torch.compile(runner)
-    optimizer = make_optimizer(params.optimizer, model.parameters(), params.lr, cfg)
+    groups = param_groups(model, params.lr, params.net.head_lr)
+    optimizer = make_optimizer(params.optimizer, groups, params.lr, cfg)
     dtype = amp_dtype(cfg.amp, device)
     return Engine(
         model=runner,
@@ -143,6 +150,7 @@ def make_engine(model: nn.Module, params, device: torch.device, steps_per_epoch:
         channels_last=channels_last,
         # fp16 needs loss scaling to keep small gradients from underflowing; bf16 does not.
         scaler=torch.amp.GradScaler(device.type) if dtype == torch.float16 else None,
+        frozen=list(frozen),
     )
 
 
@@ -159,6 +167,7 @@ class Engine:
     amp: torch.dtype | None = None
     channels_last: bool = False
     scaler: torch.amp.GradScaler | None = None
+    frozen: list[nn.Module] = field(default_factory=list)
 
     def _prepare(self, images):
         if self.channels_last:
@@ -168,6 +177,8 @@ class Engine:
     def train_epoch(self, data, batch_size, generator, epoch, rank=0, world=1):
         """One pass over this rank's share of the training split: (mean loss, accuracy)."""
         self.model.train()
+        for layer in self.frozen:
+            layer.eval()
         loss_meter = AverageMeter()
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         # The first non-finite step, found on the device: reading the loss every step

@@ -5,6 +5,7 @@ converted to float and normalised there. With small images this beats a per-samp
 DataLoader by a wide margin and keeps a 2-core CPU out of the way. HostData is for splits
 that do not fit on the GPU: DataLoader workers slice batches out of the (memory-mapped)
 arrays into pinned memory, and each batch is copied to the device without blocking.
+Either way a training batch is augmented on the device, as one tensor.
 """
 
 import numpy as np
@@ -53,14 +54,46 @@ class _Normalizer:
         return (images.float() / 255.0 - self.mean) / self.std
 
 
-class DeviceData:
-    """One split as a uint8 tensor (N, C, H, W) on `device`, served as normalised batches."""
+class Augment:
+    """Random crops from a zero-padded image and random horizontal flips, drawn for a whole
+    uint8 batch (B, C, H, W) at once on its device: no per-image Python work."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, mean, std, device):
+    def __init__(self, crop_padding: int = 0, hflip: bool = False):
+        self.padding, self.hflip = crop_padding, hflip
+
+    def __bool__(self) -> bool:
+        return bool(self.padding or self.hflip)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        n, _, height, width = images.shape
+        device = images.device
+        if self.hflip:
+            flip = (torch.rand(n, generator=generator) < 0.5).to(device)
+            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
+        if self.padding:
+            p = self.padding
+            padded = torch.nn.functional.pad(images, (p, p, p, p))
+            dy, dx = torch.randint(0, 2 * p + 1, (2, n), generator=generator).to(device)
+            rows = (dy[:, None] + torch.arange(height, device=device))[:, :, None]
+            cols = (dx[:, None] + torch.arange(width, device=device))[:, None, :]
+            batch = torch.arange(n, device=device)[:, None, None]
+            # Gathering (image, row, col) picks every image's own window in one step.
+            images = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+        return images.contiguous()
+
+
+class DeviceData:
+    """One split as a uint8 tensor (N, C, H, W) on `device`, served as normalised batches.
+
+    With `augment`, shuffled (training) batches are augmented before they are normalised.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, mean, std, device, augment=None):
         self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
         self.images = self.images.contiguous().to(device)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
         self.normalize = _Normalizer(mean, std, device)
+        self.augment = augment or None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -69,7 +102,10 @@ class DeviceData:
         order = epoch_order(len(self), shuffle, generator, rank, world).to(self.images.device)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            yield self.normalize(self.images[idx]), self.labels[idx]
+            images = self.images[idx]
+            if self.augment and shuffle:
+                images = self.augment(images, generator)
+            yield self.normalize(images), self.labels[idx]
 
 
 class _Slices(Dataset):
@@ -105,12 +141,15 @@ class HostData:
     `index` selects the split's rows from the full arrays, which are never copied whole.
     """
 
-    def __init__(self, images, labels, mean, std, device, workers: int = 2, index=None):
+    def __init__(
+        self, images, labels, mean, std, device, workers: int = 2, index=None, augment=None
+    ):
         self.index = np.arange(len(labels)) if index is None else np.asarray(index)
         self.labels_np = np.asarray(labels, dtype=np.int64)[self.index]
         self.labels = torch.from_numpy(self.labels_np)
         self.device = torch.device(device)
         self.normalize = _Normalizer(mean, std, device)
+        self.augment = augment or None
         self._sampler = _Chunks()
         self._loader = DataLoader(
             _Slices(images, np.asarray(labels, dtype=np.int64)),
@@ -129,10 +168,12 @@ class HostData:
         self._sampler.chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         for images, labels in self._loader:
             images = images.to(self.device, non_blocking=True)
+            if self.augment and shuffle:
+                images = self.augment(images, generator)
             yield self.normalize(images), labels.to(self.device, non_blocking=True)
 
 
-def place(data, index, mean, std, device, placement="auto", workers=2):
+def place(data, index, mean, std, device, placement="auto", workers=2, augment=None):
     """The rows `index` of a prepared data set, batched from the device when they fit
     there (or are asked to), else from host memory through DataLoader workers. On the
     CPU the device is host memory."""
@@ -144,5 +185,5 @@ def place(data, index, mean, std, device, placement="auto", workers=2):
         # uint8 images take a quarter of their float32 size; leave room for activations.
         on_device = len(index) * np.prod(images.shape[1:]) < free // 4
     if on_device:
-        return DeviceData(images[index], np.asarray(labels)[index], mean, std, device)
-    return HostData(images, labels, mean, std, device, workers, index=index)
+        return DeviceData(images[index], np.asarray(labels)[index], mean, std, device, augment)
+    return HostData(images, labels, mean, std, device, workers, index=index, augment=augment)

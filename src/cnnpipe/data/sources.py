@@ -1,27 +1,203 @@
-"""Data sources: each returns uint8 images (N, H, W, C), int labels and class names."""
+"""Data sources: each yields the prepared format's uint8 images (N, H, W, C) a chunk at a time.
+
+  digits         scikit-learn's 1,797 handwritten 8x8 digits (ship with the package)
+  imagefolder    data.root/<class name>/**/<image>, the layout of flower_photos
+  mnist, fashion_mnist, cifar10, cifar100
+                 torchvision's copies: read from data.root when there, else downloaded
+                 into it (or into the user's cache directory when data.root is null)
+
+The torchvision sets are small enough to read whole; an image folder is decoded a
+chunk at a time, so its size is bounded by the disk, not by RAM.
+"""
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from cnnpipe.config import DataConfig
+from cnnpipe.download import socket_timeout
+from cnnpipe.errors import CnnpipeError
+from cnnpipe.files import project_root
+from cnnpipe.images import ImageError, read_picture
+
+CHUNK = 1024  # images decoded and written at a time
+TORCHVISION = {
+    "mnist": "MNIST",
+    "fashion_mnist": "FashionMNIST",
+    "cifar10": "CIFAR10",
+    "cifar100": "CIFAR100",
+}
 
 
-def load_source(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
+@dataclass
+class Source:
+    classes: list[str]
+    total: int  # images to expect, before unusable files are dropped
+    chunks: Iterator[tuple[np.ndarray, np.ndarray]]
+    bad_files: list[dict] = field(default_factory=list)  # {"path", "reason"}, filled as read
+
+
+def open_source(cfg: DataConfig) -> Source:
     if cfg.source == "digits":
-        return digits(cfg.image_size, cfg.channels)
-    raise ValueError(f"unknown data source {cfg.source!r}")  # config validation prevents this
+        return _from_arrays(*_digits(), cfg)
+    if cfg.source == "imagefolder":
+        return _image_folder(resolve_root(cfg.root), cfg)
+    return _from_arrays(*_torchvision(cfg), cfg)
 
 
-def digits(image_size: int, channels: int):
-    """scikit-learn's 1,797 handwritten digits: real 8x8 scans that ship with the package."""
+def read_source(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The whole source in memory, for small sets (tests, benchmarks)."""
+    source = open_source(cfg)
+    chunks = list(source.chunks)
+    images = np.concatenate([x for x, _ in chunks])
+    return images, np.concatenate([y for _, y in chunks]), source.classes
+
+
+def resolve_root(root: str) -> Path:
+    """A relative data.root is looked up in the working directory, then at the project
+    root (DVC runs a queued experiment in a temporary copy of the repository)."""
+    path = Path(root).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = project_root() / path
+    return path
+
+
+# Sources held as arrays: digits and torchvision's sets.
+
+
+def _digits():
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    # Pixel values are ink counts 0..16; scale to 0..1, then resize the whole batch at once.
-    x = torch.from_numpy(bunch.images).float().unsqueeze(1) / 16.0
-    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    # Pixel values are ink counts 0..16.
+    return bunch.images[..., None] / 16.0, bunch.target, [str(n) for n in bunch.target_names]
+
+
+def _torchvision(cfg: DataConfig):
+    import torchvision.datasets
+
+    kind = getattr(torchvision.datasets, TORCHVISION[cfg.source])
+    root = Path(cfg.root).expanduser() if cfg.root else _cache_dir() / cfg.source
+    parts = [_open_torchvision(kind, cfg, root, train) for train in (True, False)]
+    # Train and test sets are pooled: the split stage draws its own stratified split.
+    images = np.concatenate([np.asarray(p.data) for p in parts])
+    labels = np.concatenate([np.asarray(p.targets) for p in parts])
+    if images.ndim == 3:
+        images = images[..., None]
+    return images, labels, list(parts[0].classes)
+
+
+def _open_torchvision(kind, cfg: DataConfig, root: Path, train: bool):
+    try:
+        with socket_timeout():
+            return kind(str(root), train=train, download=cfg.download)
+    except (RuntimeError, OSError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        if not cfg.download:
+            raise CnnpipeError(
+                f"{cfg.source} is not in {root} ({reason}); copy torchvision's files there "
+                "or set data.download: true"
+            ) from None
+        raise CnnpipeError(
+            f"cannot download {cfg.source} into {root} ({reason}); without internet, copy "
+            "torchvision's files there and set data.root to it"
+        ) from None
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cnnpipe"
+
+
+def _from_arrays(images: np.ndarray, labels: np.ndarray, classes: list[str], cfg: DataConfig):
+    """Images (N, H, W, C), uint8 or float in 0..1 -> resized chunks in the prepared format."""
+
+    def chunks():
+        for start in range(0, len(images), CHUNK):
+            yield (
+                _resize(images[start : start + CHUNK], cfg.image_size, cfg.channels),
+                np.asarray(labels[start : start + CHUNK], dtype=np.int64),
+            )
+
+    return Source(classes, len(images), chunks())
+
+
+def _resize(images: np.ndarray, size: int, channels: int) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    if images.dtype == np.uint8:
+        x = x / 255.0
+    if x.shape[1] == 3 and channels == 1:
+        # ITU-R 601 luma, the weights Pillow's "L" conversion uses for image folders.
+        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    elif x.shape[1] == 1 and channels == 3:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[-1] != size or x.shape[-2] != size:
+        shrink = size < max(x.shape[-2:])
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=shrink)
     x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
-    x = x.permute(0, 2, 3, 1).repeat(1, 1, 1, channels)
-    classes = [str(name) for name in bunch.target_names]
-    return x.numpy(), bunch.target.astype(np.int64), classes
+    return x.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+# Image folders.
+
+
+def _image_folder(root: Path, cfg: DataConfig) -> Source:
+    if not root.is_dir():
+        raise CnnpipeError(f"data.root {root}: no such folder")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise CnnpipeError(
+            f"data.root {root}: no class folders in it; put each class's images in a "
+            "subfolder named after the class"
+        )
+    files, labels = [], []
+    for label, folder in enumerate(folders):
+        found = sorted(
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
+        files += found
+        labels += [label] * len(found)
+    classes = [folder.name for folder in folders]
+    empty = [name for i, name in enumerate(classes) if i not in set(labels)]
+    if empty:
+        raise CnnpipeError(f"data.root {root}: class folder(s) with no files: {', '.join(empty)}")
+    source = Source(classes, len(files), iter(()))
+    source.chunks = _decode(root, files, np.asarray(labels), classes, cfg, source.bad_files)
+    return source
+
+
+def _decode(root, files: list[Path], labels: np.ndarray, classes, cfg: DataConfig, bad: list):
+    def read(path):
+        try:
+            return read_picture(path, cfg.channels, cfg.image_size)
+        except ImageError as exc:
+            return str(exc).removeprefix(f"{path}: ")
+
+    usable = np.zeros(len(classes), dtype=np.int64)
+    # Pillow releases the GIL while it decodes and resizes, so threads use every core.
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
+        for start in range(0, len(files), CHUNK):
+            batch = files[start : start + CHUNK]
+            images, keep = [], []
+            for i, result in enumerate(pool.map(read, batch), start=start):
+                if isinstance(result, str):
+                    bad.append({"path": str(files[i].relative_to(root)), "reason": result})
+                else:
+                    images.append(result)
+                    keep.append(i)
+                    usable[labels[i]] += 1
+            if images:
+                yield np.stack(images), labels[keep]
+    empty = [name for name, n in zip(classes, usable, strict=True) if n == 0]
+    if empty:
+        raise CnnpipeError(
+            f"data.root {root}: no usable image in class folder(s) {', '.join(empty)}"
+        )

@@ -1,0 +1,65 @@
+"""Stage: k-fold cross-validation (split.folds > 1). One network per fold, trained on the
+other folds exactly as the train stage trains, scored on its own; the folds' scores and
+their mean and standard deviation go to metrics/ and, as nested runs, to MLflow."""
+
+import numpy as np
+
+from cnnpipe import recipe, tracking
+from cnnpipe.config import load_params
+from cnnpipe.data.prepared import load_prepared
+from cnnpipe.data.split import fold_indices, load_split
+from cnnpipe.errors import exit_on_error
+from cnnpipe.files import write_json
+from cnnpipe.train import fit, make_engine, resolve_device, seed_everything
+
+RESULT = "metrics/crossval.json"
+
+
+@exit_on_error
+def main():
+    params = load_params()
+    folds = params.split.folds
+    if folds <= 1:
+        write_json(RESULT, {"folds": folds})
+        print("split.folds is 1: no cross-validation")
+        return
+    device = resolve_device(params.train.device)
+    data, split = load_prepared("data/prepared"), load_split("data/split")
+
+    results = {}
+    with tracking.continue_run(params):
+        for fold in range(1, folds + 1):
+            seed_everything(params.seed)
+            train_idx, val_idx = fold_indices(split["folds"], fold - 1)
+            train, val, mean, std = recipe.batches(params, data, train_idx, val_idx, device)
+            spec = recipe.model_spec(params, data, mean, std)
+            model, frozen = recipe.network(spec, params, device, verbose=fold == 1)
+            steps = -(-len(train) // params.batch_size)
+            engine = make_engine(model, params, device, steps, frozen)
+            with tracking.nested_run(f"fold {fold}", params, fold=fold):
+                history, _ = fit(
+                    engine,
+                    train,
+                    val,
+                    epochs=params.epochs,
+                    batch_size=params.batch_size,
+                    seed=params.seed,
+                    patience=params.train.patience,
+                    on_epoch=tracking.log_epoch,
+                )
+                best = max(history, key=lambda row: row["val_acc"])
+                results[f"fold_{fold}"] = {"val_acc": best["val_acc"], "best_epoch": best["epoch"]}
+                tracking.log_metrics({"best_val_acc": best["val_acc"]})
+            print(
+                f"fold {fold}/{folds}: val accuracy {best['val_acc']:.4f} (epoch {best['epoch']})"
+            )
+
+        scores = np.array([r["val_acc"] for r in results.values()])
+        summary = {"mean": float(scores.mean()), "std": float(scores.std())}
+        tracking.log_metrics({"cv_val_acc_mean": summary["mean"], "cv_val_acc_std": summary["std"]})
+    write_json(RESULT, {"folds": folds, "val_acc": summary, **results})
+    print(f"{folds}-fold val accuracy {summary['mean']:.4f} ± {summary['std']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Fine-tuning: pretrained weights in, a new head, a frozen backbone that stays frozen."""
+
+import numpy as np
+import pytest
+import torch
+
+from cnnpipe import recipe
+from cnnpipe.checkpoint import ModelSpec, save_weights
+from cnnpipe.config import DataConfig, parse_params
+from cnnpipe.data.batches import DeviceData, channel_stats
+from cnnpipe.data.sources import read_source
+from cnnpipe.errors import CnnpipeError
+from cnnpipe.train import fit, make_engine, seed_everything
+from cnnpipe.transfer import head_name
+
+from conftest import free_port
+
+
+@pytest.fixture(scope="module")
+def digits():
+    images, labels, _ = read_source(DataConfig(image_size=16))
+    return images[:256], labels[:256]
+
+
+def params_for(model, pretrained=None, freeze="none", head_lr=None):
+    return parse_params(
+        {
+            "model": model,
+            "lr": 0.05,
+            "epochs": 1,
+            "net": {"pretrained": pretrained, "freeze": freeze, "head_lr": head_lr},
+        }
+    )
+
+
+def spec_for(model, images, classes):
+    mean, std = channel_stats(images)
+    return ModelSpec(model, len(classes), 1, 16, mean, std, classes, variant="small")
+
+
+@pytest.mark.parametrize("model", ["lenet", "resnet18"])
+def test_fine_tuning_a_checkpoint_trains_a_new_head_and_nothing_else(tmp_path, digits, model):
+    images, labels = digits
+    # An "earlier run": ten classes, saved as the pipeline saves models/best.pth.
+    seed_everything(0)
+    earlier = spec_for(model, images, [str(i) for i in range(10)]).build()
+    with torch.no_grad():
+        for p in earlier.parameters():
+            p.add_(0.01)  # unlike any fresh initialisation
+    save_weights(earlier.state_dict(), tmp_path / "best.pth")
+
+    # Fine-tune it on a two-class problem with the backbone frozen.
+    keep = labels < 2
+    spec = spec_for(model, images[keep], ["zero", "one"])
+    params = params_for(model, str(tmp_path / "best.pth"), freeze="backbone")
+    net, frozen = recipe.network(spec, params, "cpu", verbose=False)
+    head = head_name(net)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    old = earlier.state_dict()
+    for key, value in before.items():
+        if key.startswith(head + "."):
+            assert value.shape[0] == 2  # replaced to fit the new classes
+        elif value.dtype.is_floating_point:
+            assert torch.equal(value, old[key]), key  # copied from the checkpoint
+
+    data = DeviceData(images[keep], labels[keep], spec.mean, spec.std, "cpu")
+    engine = make_engine(net, params, torch.device("cpu"), -(-len(data) // 16), frozen)
+    fit(engine, data, data, epochs=1, batch_size=16, seed=0)
+
+    after = net.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed == {f"{head}.weight", f"{head}.bias"}  # BatchNorm statistics included
+
+
+def test_head_lr_gives_the_head_its_own_learning_rate(digits):
+    images, _ = digits
+    spec = spec_for("lenet", images, ["a", "b", "c"])
+    params = params_for("lenet", head_lr=0.5)
+    net, _ = recipe.network(spec, params, "cpu", verbose=False)
+    engine = make_engine(net, params, torch.device("cpu"), 10)
+    groups = engine.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [0.05, 0.5]
+    head = dict(net.named_parameters())
+    name = head_name(net)
+    assert {id(p) for p in groups[1]["params"]} == {
+        id(head[f"{name}.weight"]),
+        id(head[f"{name}.bias"]),
+    }
+
+
+def test_bad_pretrained_sources_are_named(tmp_path, monkeypatch, digits):
+    images, _ = digits
+    spec = spec_for("resnet18", images, ["a", "b"])
+
+    def start(source, model="resnet18"):
+        recipe.network(spec_for(model, images, ["a", "b"]), params_for(model, source), "cpu")
+
+    with pytest.raises(CnnpipeError, match="no such file"):
+        start(str(tmp_path / "missing.pth"))
+    (tmp_path / "notes.pth").write_text("not weights")
+    with pytest.raises(CnnpipeError, match="not a state_dict"):
+        start(str(tmp_path / "notes.pth"))
+    with pytest.raises(
+        CnnpipeError, match="torchvision weights for resnet18 .those are: IMAGENET1K_V1"
+    ):
+        start("IMAGENET9K")
+    with pytest.raises(CnnpipeError, match="torchvision has no weights for lenet"):
+        start("IMAGENET1K_V1", model="lenet")
+    save_weights(spec.build().state_dict(), tmp_path / "resnet.pth")
+    with pytest.raises(CnnpipeError, match="none of its .* tensors fit lenet"):
+        start(str(tmp_path / "resnet.pth"), model="lenet")
+
+    # Offline: a refusing proxy stands in for no internet; an empty cache has no copy.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    closed = f"http://127.0.0.1:{free_port()}"
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, closed)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with pytest.raises(CnnpipeError, match="cannot download resnet18 IMAGENET1K_V1 from https"):
+        start("IMAGENET1K_V1")
+    assert np.all([not p.name.endswith(".pth") for p in (tmp_path / "torch").rglob("*")])
