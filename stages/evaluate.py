@@ -1,4 +1,5 @@
-"""Stage 4: score the best checkpoint on the test split it has never seen."""
+"""Stage 4: score the best checkpoint on the test split it has never seen, and draw what
+it got wrong: confusion matrices, a per-class table and the misclassified images."""
 
 import torch.nn.functional as F
 
@@ -11,8 +12,14 @@ from cnnpipe.data.split import load_split
 from cnnpipe.errors import exit_on_error
 from cnnpipe.files import write_csv, write_json
 from cnnpipe.metrics import confusion, per_class_report
-from cnnpipe.plots import confusion_png
+from cnnpipe.plots import confusion_png, misclassified_png
 from cnnpipe.train import predict, resolve_device
+
+FIGURES = {
+    "confusion": "metrics/confusion.png",
+    "confusion_normalized": "metrics/confusion_normalized.png",
+    "misclassified": "metrics/misclassified.png",
+}
 
 
 @exit_on_error
@@ -42,13 +49,17 @@ def main():
             for t, p in zip(y_true, y_pred, strict=True)
         ],
     )
-    confusion_png(
-        confusion(y_true, y_pred, spec.num_classes), spec.classes, "metrics/confusion.png"
-    )
+    matrix = confusion(y_true, y_pred, spec.num_classes)
+    confusion_png(matrix, spec.classes, FIGURES["confusion"])
+    confusion_png(matrix, spec.classes, FIGURES["confusion_normalized"], normalized=True)
+    test_images = data.images[test_idx]
+    misclassified_png(test_images, y_true, y_pred, spec.classes, FIGURES["misclassified"])
 
     with tracking.continue_run(params):
         tracking.log_metrics(scores)
-        tracking.log_files("metrics/confusion.png", "metrics/per_class.csv", folder="evaluate")
+        tracking.log_files(
+            *FIGURES.values(), "metrics/per_class.csv", "metrics/confusion.csv", folder="evaluate"
+        )
     print(f"test accuracy {scores['test_acc']:.4f} on {len(test)} images")
 
 

@@ -1,5 +1,6 @@
 """Stage 5: write the model as ONNX, TorchScript and a state_dict; fail if an exported file
-computes different logits from PyTorch on the test split."""
+computes different logits from PyTorch on the test split. The network and its ONNX are
+logged as MLflow models too, and registered with `tracking.register: true`."""
 
 import sys
 
@@ -13,7 +14,8 @@ from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
 from cnnpipe.errors import exit_on_error
 from cnnpipe.export import check_parity, compare, save_full_pickle, to_onnx, to_torchscript
-from cnnpipe.files import atomic_path, write_json
+from cnnpipe.files import atomic_path, read_json, write_json
+from cnnpipe.mlflow_models import log_models
 from cnnpipe.predict import OnnxModel, TorchModel
 
 EXPORTS = {"onnx": "models/model.onnx", "torchscript": "models/model.pt"}
@@ -54,6 +56,8 @@ def main():
         if cfg.full_pickle:
             files.append("models/unsafe_pickle/model_full.pth")
         tracking.log_files(*files, folder="model")
+        test_acc = read_json("metrics/evaluate.json")["test_acc"]
+        log_models(model, EXPORTS["onnx"], images[:2], params.tracking, test_acc)
     print(
         f"exported {', '.join(EXPORTS.values())}: max |logit diff| "
         f"{parity['onnx_max_abs_diff']:.2e} (ONNX), {parity['torchscript_max_abs_diff']:.2e} "

@@ -8,16 +8,15 @@ state is saved to RESUME_FILE, so a killed run continues where it stopped.
 import hashlib
 from pathlib import Path
 
-from cnnpipe import distributed, tracking
-from cnnpipe.checkpoint import ModelSpec, save_spec, save_weights
+from cnnpipe import distributed, recipe, tracking
+from cnnpipe.checkpoint import save_spec, save_weights
 from cnnpipe.config import load_params
-from cnnpipe.data.batches import channel_stats, place
 from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
 from cnnpipe.errors import exit_on_error
 from cnnpipe.files import write_csv, write_json, write_text
-from cnnpipe.models import resolve_variant
-from cnnpipe.summary import report
+from cnnpipe.plots import curves_png
+from cnnpipe.summary import format_table, layer_rows, summarize, title
 from cnnpipe.train import (
     fingerprint,
     fit,
@@ -44,29 +43,15 @@ def main():
 
     # Data: normalised with the mean and std of the training split only.
     data, split = load_prepared("data/prepared"), load_split("data/split")
-    mean, std = channel_stats(data.images, split["train"])
-    train, val = (
-        place(data, split[name], mean, std, device, cfg.data_placement, cfg.workers)
-        for name in ("train", "val")
-    )
+    train, val, mean, std = recipe.batches(params, data, split["train"], split["val"], device)
 
     # Model, optimiser, schedule, loss.
-    spec = ModelSpec(
-        model=params.model,
-        num_classes=len(data.classes),
-        in_channels=data.channels,
-        image_size=data.image_size,
-        mean=mean,
-        std=std,
-        classes=data.classes,
-        variant=resolve_variant(params.net.variant, data.image_size),
-        dropout=params.net.dropout,
-        lrn=params.net.lrn,
-    )
-    model = spec.build(init=params.net.init).to(device)
-    table = report(model, spec.model, spec.variant, spec.in_channels, spec.image_size)
+    spec = recipe.model_spec(params, data, mean, std)
+    model, frozen = recipe.network(spec, params, device, verbose=main_process)
+    summary = summarize(model, spec.in_channels, spec.image_size)
+    heading = title(spec.model, spec.variant, spec.in_channels, spec.image_size)
     steps_per_epoch = -(-len(train) // world // params.batch_size)
-    engine = make_engine(model, params, device, steps_per_epoch)
+    engine = make_engine(model, params, device, steps_per_epoch, frozen)
 
     # A checkpoint is resumed only if it comes from these same params and data.
     run_key = fingerprint(params, data.labels, split, data.images.shape, world)
@@ -78,6 +63,10 @@ def main():
         if resume and main_process:
             print(f"resuming after epoch {len(resume['history'])} from {RESUME_FILE}")
             tracking.log_missing_epochs(resume["history"])
+        elif main_process:
+            bad_files = len(data.report.get("bad_files", []))
+            tracking.log_metrics({"data_images": len(data.labels), "data_bad_files": bad_files})
+            tracking.log_files("data/prepared/report.json", folder="data")
         checkpoint = None
         if main_process and cfg.resume:
             extra = {"fingerprint": run_key, "run_id": run.info.run_id if run else None}
@@ -110,8 +99,13 @@ def main():
             save_spec(spec, "models/model.json")
             write_csv("metrics/history.csv", history)
             write_json("metrics/train.json", scores)
-            write_text("metrics/model_summary.txt", table)
-            tracking.log_files("metrics/model_summary.txt", folder="model")
+            curves_png(history, "metrics/curves.png")
+            write_text("metrics/model_summary.txt", format_table(summary, heading))
+            write_csv("metrics/model_summary.csv", layer_rows(summary))
+            tracking.log_files("metrics/history.csv", "metrics/curves.png", folder="train")
+            tracking.log_files(
+                "metrics/model_summary.txt", "metrics/model_summary.csv", folder="model"
+            )
             RESUME_FILE.unlink(missing_ok=True)
             print(f"best epoch {best['epoch']}: val accuracy {best['val_acc']:.4f} on {device}")
     distributed.teardown()

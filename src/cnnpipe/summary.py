@@ -178,8 +178,23 @@ def format_table(summary: Summary, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(model: nn.Module, name: str, variant: str, in_channels: int, image_size: int) -> str:
-    """The summary table with a title that says which network and variant was built."""
+def layer_rows(summary: Summary) -> list[dict]:
+    """One dict per layer, for a CSV that DVC plots as a bar chart of parameters."""
+    return [
+        {
+            "layer": r.name,
+            "type": r.kind,
+            "output": "x".join(map(str, r.shape)),
+            "params": r.params,
+            "receptive_field": r.rf,
+            "mult_adds": r.macs,
+        }
+        for r in summary.rows
+    ]
+
+
+def title(name: str, variant: str, in_channels: int, image_size: int) -> str:
+    """Which network and variant was built, for what input."""
     from cnnpipe import models
 
     if models.has_variants(name):
@@ -189,5 +204,10 @@ def report(model: nn.Module, name: str, variant: str, in_channels: int, image_si
         }[variant]
     else:
         built = "one layout for every input size"
-    title = f"{name}: {built}, input {in_channels}x{image_size}x{image_size}"
-    return format_table(summarize(model, in_channels, image_size), title)
+    return f"{name}: {built}, input {in_channels}x{image_size}x{image_size}"
+
+
+def report(model: nn.Module, name: str, variant: str, in_channels: int, image_size: int) -> str:
+    """The summary table under its title."""
+    summary = summarize(model, in_channels, image_size)
+    return format_table(summary, title(name, variant, in_channels, image_size))
