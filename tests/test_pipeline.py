@@ -52,6 +52,23 @@ def test_repro_trains_evaluates_and_exports(repo):
     assert (repo / "metrics/confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_reports_render_as_dvc_plots(repo, tmp_path):
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], repo)
+    html = (tmp_path / "plots/index.html").read_text()
+    for name in ("confusion.png", "confusion_normalized.png", "misclassified.png"):
+        assert (repo / "metrics" / name).read_bytes()[:4] == b"\x89PNG"
+        assert name.replace(".png", "") in html
+    for plot in ("loss", "accuracy", "confusion", "confusion_normalized", "model_summary.csv"):
+        assert plot in html
+    layers = list(csv.DictReader(open(repo / "metrics/model_summary.csv")))
+    assert sum(int(row["params"]) for row in layers) == 61_706  # LeNet-5 on 10 classes
+
+
+def test_without_folds_no_cross_validation_is_done(repo):
+    assert read_json(repo / "metrics/crossval.json") == {"folds": 1}
+    assert not (repo / "data/split/folds.npy").exists()
+
+
 def test_second_repro_runs_nothing(repo):
     result = run(["dvc", "repro"], repo)
     assert "Running stage" not in result.stdout + result.stderr

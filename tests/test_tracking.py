@@ -1,11 +1,25 @@
-"""MLflow that cannot be reached: a clear failure in seconds, or untracked with a warning."""
+"""MLflow as a team runs it: a real tracking server, its web UI, and what happens when the
+server cannot be reached."""
 
 import json
+import os
+import signal
+import subprocess
 import time
+import urllib.request
 
+import mlflow
+import numpy as np
 import pytest
+import torch
+from mlflow import MlflowClient
 
-from conftest import free_port, make_clone, run, set_params
+from cnnpipe.checkpoint import load_model
+from cnnpipe.data.batches import DeviceData
+from cnnpipe.data.prepared import load_prepared
+from cnnpipe.data.split import load_split
+
+from conftest import cli_env, free_port, make_clone, run, set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -46,3 +60,116 @@ def test_a_lost_store_gets_a_new_run_and_leaves_train_outputs_alone(tmp_path):
     assert "is not in sqlite" in result.stderr and "logging to a new run" in result.stderr
     assert (repo / "metrics/mlflow_run.json").read_bytes() == run_file
     assert "Running stage" not in run(["dvc", "repro"], repo).stdout
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`mlflow server` on a free loopback port: SQLite backend, artifacts it serves itself."""
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "served-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert process.poll() is None, "mlflow server exited"
+            assert time.monotonic() < deadline, "mlflow server did not answer in 90 s"
+            time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_pipeline_logs_to_a_tracking_server_and_its_ui_shows_the_run(
+    tmp_path, server, browser, screenshots
+):
+    repo = make_clone(tmp_path / "repo")
+    set_params(repo, epochs=2, tracking__register=True)
+    run(["dvc", "repro"], repo, MLFLOW_TRACKING_URI=server)
+    assert not (repo / "mlflow.db").exists()  # everything went to the server
+
+    client = MlflowClient(server)
+    run_id = json.loads((repo / "metrics/mlflow_run.json").read_text())["mlflow_run_id"]
+    tracked = client.get_run(run_id)
+    assert tracked.info.status == "FINISHED"
+    assert tracked.data.params["lr"] == "0.05" and tracked.data.params["epochs"] == "2"
+    assert [m.step for m in client.get_metric_history(run_id, "val_acc")] == [1, 2]
+    test_acc = json.loads((repo / "metrics/evaluate.json").read_text())["test_acc"]
+    assert tracked.data.metrics["test_acc"] == pytest.approx(test_acc)
+    artifacts = {
+        a.path
+        for folder in ("evaluate", "model", "train")
+        for a in client.list_artifacts(run_id, folder)
+    }
+    assert {
+        "evaluate/confusion.png",
+        "evaluate/confusion_normalized.png",
+        "evaluate/misclassified.png",
+        "evaluate/per_class.csv",
+        "train/curves.png",
+        "model/model.onnx",
+        "model/model_summary.txt",
+    } <= artifacts
+    assert tracked.info.artifact_uri.startswith("mlflow-artifacts:")  # served, not a local path
+
+    # The logged PyTorch model loads back and predicts what the checkpoint predicts.
+    mlflow.set_tracking_uri(server)
+    experiment = client.get_experiment(tracked.info.experiment_id)
+    logged = {
+        m.name: m
+        for m in mlflow.search_logged_models(
+            experiment_ids=[experiment.experiment_id],
+            filter_string=f"source_run_id = '{run_id}'",
+            output_format="list",
+        )
+    }
+    assert set(logged) == {"pytorch", "onnx"}
+    info = mlflow.models.get_model_info(f"models:/{logged['pytorch'].model_id}")
+    assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 1, 32, 32)
+    loaded = mlflow.pytorch.load_model(f"models:/{logged['pytorch'].model_id}")
+    model, spec = load_model(repo / "models/best.pth", repo / "models/model.json")
+    data, test = load_prepared(repo / "data/prepared"), load_split(repo / "data/split")["test"]
+    images = next(
+        DeviceData(data.images[test], data.labels[test], spec.mean, spec.std, "cpu").batches(64)
+    )[0]
+    with torch.no_grad():
+        assert np.allclose(loaded(images).numpy(), model(images).numpy(), atol=1e-5)
+    champion = client.get_model_version_by_alias("cnnpipe", "champion")
+    assert champion.run_id == run_id
+
+    # The web UI shows the run, named, with its test accuracy.
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server}/#/experiments/{experiment.experiment_id}/runs/{run_id}")
+    page.get_by_text("test_acc", exact=True).first.wait_for(timeout=60_000)
+    body = page.inner_text("body")
+    assert tracked.info.run_name in body and run_id in body
+    after = body[body.index("test_acc") :].split("\n")
+    assert float(after[1]) == pytest.approx(test_acc)
+    page.screenshot(path=screenshots / "mlflow-run.png", full_page=True)
+    page.close()

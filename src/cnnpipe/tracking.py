@@ -286,7 +286,10 @@ def nested_run(name: str, params, **extra):
     if mlflow is None:
         yield None
         return
-    with mlflow.start_run(run_name=name, nested=True, tags=_tags()) as run:
+    parent = mlflow.active_run().info
+    with mlflow.start_run(
+        experiment_id=parent.experiment_id, run_name=name, nested=True, tags=_tags()
+    ) as run:
         mlflow.log_params({**flatten(params), **extra})
         yield run
 

@@ -58,7 +58,7 @@ class _ImageFile:
             self.shape = images.shape[1:]
         elif images.shape[1:] != self.shape:
             raise ValueError(f"image shape {images.shape[1:]} differs from {self.shape}")
-        self.file.write(np.ascontiguousarray(images).tobytes())
+        self.file.write(np.ascontiguousarray(images).data)  # no copy
         self.count += len(images)
 
     def finish(self) -> None:

@@ -24,7 +24,7 @@ from cnnpipe.errors import CnnpipeError
 from cnnpipe.files import project_root
 from cnnpipe.images import ImageError, read_picture
 
-CHUNK = 1024  # images decoded and written at a time
+CHUNK_BYTES = 16 * 2**20  # decoded pixels held at a time, whatever the image size
 TORCHVISION = {
     "mnist": "MNIST",
     "fashion_mnist": "FashionMNIST",
@@ -116,13 +116,19 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray, classes: list[str], cfg
     """Images (N, H, W, C), uint8 or float in 0..1 -> resized chunks in the prepared format."""
 
     def chunks():
-        for start in range(0, len(images), CHUNK):
+        step = _chunk(cfg)
+        for start in range(0, len(images), step):
             yield (
-                _resize(images[start : start + CHUNK], cfg.image_size, cfg.channels),
-                np.asarray(labels[start : start + CHUNK], dtype=np.int64),
+                _resize(images[start : start + step], cfg.image_size, cfg.channels),
+                np.asarray(labels[start : start + step], dtype=np.int64),
             )
 
     return Source(classes, len(images), chunks())
+
+
+def _chunk(cfg: DataConfig) -> int:
+    """Images per chunk: as many as fit in CHUNK_BYTES once decoded."""
+    return max(1, CHUNK_BYTES // (cfg.image_size**2 * cfg.channels))
 
 
 def _resize(images: np.ndarray, size: int, channels: int) -> np.ndarray:
@@ -182,10 +188,11 @@ def _decode(root, files: list[Path], labels: np.ndarray, classes, cfg: DataConfi
             return str(exc).removeprefix(f"{path}: ")
 
     usable = np.zeros(len(classes), dtype=np.int64)
+    chunk = _chunk(cfg)
     # Pillow releases the GIL while it decodes and resizes, so threads use every core.
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) + 2)) as pool:
-        for start in range(0, len(files), CHUNK):
-            batch = files[start : start + CHUNK]
+        for start in range(0, len(files), chunk):
+            batch = files[start : start + chunk]
             images, keep = [], []
             for i, result in enumerate(pool.map(read, batch), start=start):
                 if isinstance(result, str):

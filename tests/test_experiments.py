@@ -1,0 +1,93 @@
+"""DVC experiments and MLflow together: a queued sweep on parallel workers, a failed
+experiment, the model registry, and a team sharing results through a DVC remote."""
+
+import json
+import re
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from conftest import make_clone, run, set_params
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for_queue(repo, limit=900):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        status = run(["dvc", "queue", "status"], repo).stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            return status
+        time.sleep(3)
+    raise AssertionError(f"the queue did not finish in {limit} s:\n{status}")
+
+
+def test_queued_sweep_on_two_workers_lands_in_one_store(tmp_path):
+    repo = make_clone(tmp_path / "repo")
+    set_params(repo, epochs=3, split__fraction=0.5, tracking__register=True)
+    run(["git", "commit", "-qam", "short runs"], repo)
+
+    run(["dvc", "exp", "run", "--queue", "-S", "lr=0.1,0.01,0.001"], repo)
+    run(["dvc", "exp", "run", "--queue", "-S", "lr=1e10", "--name", "diverges"], repo)
+    run(["dvc", "queue", "start", "-j", "2"], repo)
+    status = wait_for_queue(repo)
+    assert len(re.findall(r"\bSuccess\b", status)) == 3, status
+    assert re.search(r"diverges\s+\S+ \S+\s+Failed", status), status
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    experiments = {
+        rev["name"]: rev["data"]
+        for baseline in shown
+        for exp in baseline.get("experiments") or []
+        for rev in exp["revs"]
+    }
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("cnnpipe")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert len(runs) == 4  # one per experiment: none lost, none doubled
+
+    finished = {name: r for name, r in runs.items() if r.info.status == "FINISHED"}
+    assert sorted(float(r.data.params["lr"]) for r in finished.values()) == [0.001, 0.01, 0.1]
+    baseline = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    for name, tracked in finished.items():
+        tags = tracked.data.tags
+        assert tags["dvc.exp_name"] == name and tags["dvc.baseline"] == baseline
+        assert tags["data.prepared"].startswith("md5:") and tags["data.split"].startswith("md5:")
+        assert tags["git.dirty"] in ("true", "false")
+        # `dvc exp show` lists the run id beside the experiment's metrics.
+        metrics = experiments[name]["metrics"]
+        assert metrics["metrics/mlflow_run.json"]["data"]["mlflow_run_id"] == tracked.info.run_id
+        test_acc = metrics["metrics/evaluate.json"]["data"]["test_acc"]
+        assert tracked.data.metrics["test_acc"] == pytest.approx(test_acc)
+
+    failed = runs["diverges"]
+    assert failed.info.status == "FAILED"
+    assert "training loss became non-finite" in failed.data.tags["error"]
+
+    # Three versions registered; the champion is the best test accuracy of them.
+    versions = client.search_model_versions("name = 'cnnpipe'")
+    assert len(versions) == 3
+    champion = client.get_model_version_by_alias("cnnpipe", "champion")
+    best = max(finished.values(), key=lambda r: r.data.metrics["test_acc"])
+    assert champion.run_id == best.info.run_id
+
+
+def test_a_teammate_pulls_results_from_a_dvc_remote_without_retraining(tmp_path):
+    mine = make_clone(tmp_path / "mine")
+    set_params(mine, epochs=2)
+    run(["dvc", "repro"], mine)
+    run(["dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote")], mine)
+    run(["dvc", "push"], mine)
+    run(["git", "add", "-A"], mine)
+    run(["git", "commit", "-qm", "results and the remote"], mine)
+
+    theirs = tmp_path / "theirs"
+    run(["git", "clone", "-q", str(mine), str(theirs)], tmp_path)
+    assert not (theirs / "models/model.onnx").exists()
+    run(["dvc", "pull"], theirs)
+    for name in ("models/model.onnx", "models/best.pth", "data/prepared/images.npy"):
+        assert (theirs / name).read_bytes() == (mine / name).read_bytes(), name
+    result = run(["dvc", "repro"], theirs)
+    assert "Running stage" not in result.stdout
+    assert "Data and pipelines are up to date" in result.stdout
