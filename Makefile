@@ -33,8 +33,9 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
+# Two workers, each taking whole files: a module's fixtures (one pipeline run) stay shared.
 test: lint browser
-	pytest
+	pytest -n 2 --dist loadfile
 
 ui: $(STAMP)
 	cnnpipe ui
@@ -43,4 +44,4 @@ netron: $(STAMP)
 	cnnpipe netron models/model.onnx
 
 clean:
-	rm -rf data models metrics mlflow.db mlartifacts mlruns
+	rm -rf data models metrics mlflow.db* mlartifacts mlruns

@@ -2,7 +2,7 @@
 bench/throughput.py's engine-versus-plain-loop ratio.
 
 It needs PyTorch, torchvision, scikit-learn, ONNX and ONNX Runtime, not DVC or MLflow:
-the five stages run in dvc.yaml's order from a temporary copy of the repository with
+the stages run in dvc.yaml's order from a temporary copy of the repository with
 tracking switched off, exactly as `dvc repro` would call them. With its defaults it
 finishes in under five minutes on one GPU:
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ("prepare", "split", "train", "evaluate", "export")
+STAGES = ("prepare", "split", "train", "crossval", "evaluate", "export")
 
 
 def run_pipeline(workdir: Path, device: str) -> dict:

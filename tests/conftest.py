@@ -106,6 +106,15 @@ def browser():
         chromium.close()
 
 
+def offline_env() -> dict[str, str]:
+    """Variables that send every download to a loopback port nobody listens on: a machine
+    without internet, for one child process. (In this process they would stick in
+    urllib's cached opener and cut later tests off too.)"""
+    closed = f"http://127.0.0.1:{free_port()}"
+    env = {name: closed for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}
+    return {**env, "no_proxy": "", "NO_PROXY": ""}
+
+
 def free_port() -> int:
     import socket
 

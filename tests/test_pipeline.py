@@ -60,7 +60,7 @@ def test_reports_render_as_dvc_plots(repo, tmp_path):
         assert name.replace(".png", "") in html
     for plot in ("loss", "accuracy", "confusion", "confusion_normalized", "model_summary.csv"):
         assert plot in html
-    layers = list(csv.DictReader(open(repo / "metrics/model_summary.csv")))
+    layers = list(csv.DictReader(io.StringIO((repo / "metrics/model_summary.csv").read_text())))
     assert sum(int(row["params"]) for row in layers) == 61_706  # LeNet-5 on 10 classes
 
 

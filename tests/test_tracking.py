@@ -67,6 +67,7 @@ def server(tmp_path):
     """`mlflow server` on a free loopback port: SQLite backend, artifacts it serves itself."""
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed with the server
     process = subprocess.Popen(
         [
             "mlflow",
@@ -84,26 +85,29 @@ def server(tmp_path):
         ],
         cwd=tmp_path,
         env=cli_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 90
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy
+        deadline = time.monotonic() + 180
         while True:
             try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                with direct.open(f"{uri}/health", timeout=2) as answer:
                     if answer.status == 200:
                         break
             except OSError:
                 pass
-            assert process.poll() is None, "mlflow server exited"
-            assert time.monotonic() < deadline, "mlflow server did not answer in 90 s"
+            said = (tmp_path / "server.log").read_text()[-3000:]
+            assert process.poll() is None, f"mlflow server exited:\n{said}"
+            assert time.monotonic() < deadline, f"mlflow server silent for 180 s:\n{said}"
             time.sleep(0.5)
         yield uri
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+        log.close()
 
 
 def test_pipeline_logs_to_a_tracking_server_and_its_ui_shows_the_run(

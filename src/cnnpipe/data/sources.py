@@ -172,12 +172,13 @@ def _image_folder(root: Path, cfg: DataConfig) -> Source:
         files += found
         labels += [label] * len(found)
     classes = [folder.name for folder in folders]
-    empty = [name for i, name in enumerate(classes) if i not in set(labels)]
+    present = set(labels)
+    empty = [name for i, name in enumerate(classes) if i not in present]
     if empty:
         raise CnnpipeError(f"data.root {root}: class folder(s) with no files: {', '.join(empty)}")
-    source = Source(classes, len(files), iter(()))
-    source.chunks = _decode(root, files, np.asarray(labels), classes, cfg, source.bad_files)
-    return source
+    bad = []  # filled by the decoder as it meets unusable files
+    chunks = _decode(root, files, np.asarray(labels), classes, cfg, bad)
+    return Source(classes, len(files), chunks, bad)
 
 
 def _decode(root, files: list[Path], labels: np.ndarray, classes, cfg: DataConfig, bad: list):
