@@ -101,7 +101,7 @@ def test_a_torchvision_set_without_a_copy_or_network_fails_in_seconds(tmp_path, 
     result = run(["python", str(REPO / "stages/prepare.py")], tmp_path, False, **offline_env())
     assert time.monotonic() - start < 30
     assert result.returncode == 1
-    assert result.stderr.startswith(f"error: cannot download {source} into cache (")
+    assert result.stderr.startswith(f"error: cannot download {source} into {tmp_path / 'cache'} (")
     assert not (tmp_path / "data/prepared").exists()
 
 

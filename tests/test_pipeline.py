@@ -66,7 +66,7 @@ def test_reports_render_as_dvc_plots(repo, tmp_path):
 
 def test_without_folds_no_cross_validation_is_done(repo):
     assert read_json(repo / "metrics/crossval.json") == {"folds": 1}
-    assert not (repo / "data/split/folds.npy").exists()
+    assert (np.load(repo / "data/folds/folds.npy") == -1).all()
 
 
 def test_second_repro_runs_nothing(repo):

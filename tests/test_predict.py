@@ -56,7 +56,7 @@ def test_unusable_files_get_an_error_naming_file_and_reason(tmp_path):
         "truncated.png": "broken image",
         "empty.jpg": "empty file \\(0 bytes\\)",
         "notes.txt": "not an image file Pillow can read",
-        "cmyk.jpg": "has 4 channels in mode CMYK; expected a grey, RGB or RGBA picture",
+        "cmyk.jpg": "has 4 channel\\(s\\) in mode CMYK; expected an 8-bit grey, RGB or RGBA",
         "missing.png": "no such file",
     }
     for name, reason in cases.items():

@@ -71,6 +71,17 @@ def test_fine_tuning_a_checkpoint_trains_a_new_head_and_nothing_else(tmp_path, d
     assert changed == {f"{head}.weight", f"{head}.bias"}  # BatchNorm statistics included
 
 
+def test_layers_the_weights_do_not_fit_stay_trainable(tmp_path, digits):
+    images, _ = digits
+    imagenet = ModelSpec("resnet18", 10, 1, 16, [0.5], [0.5], list("abcdefghij"), "imagenet")
+    save_weights(imagenet.build().state_dict(), tmp_path / "imagenet.pth")
+    small = spec_for("resnet18", images, ["a", "b"])  # 3x3 stem instead of 7x7
+    params = params_for("resnet18", str(tmp_path / "imagenet.pth"), freeze="backbone")
+    net, _ = recipe.network(small, params, "cpu", verbose=False)
+    trainable = {name for name, p in net.named_parameters() if p.requires_grad}
+    assert trainable == {"conv1.weight", "fc.weight", "fc.bias"}
+
+
 def test_head_lr_gives_the_head_its_own_learning_rate(digits):
     images, _ = digits
     spec = spec_for("lenet", images, ["a", "b", "c"])

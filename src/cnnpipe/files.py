@@ -15,6 +15,16 @@ def project_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
+def resolve_path(path: str | os.PathLike) -> Path:
+    """A path from params.yaml: a relative one is looked up in the working directory,
+    then at the project root (a queued experiment runs in a temporary copy that holds
+    only what git and DVC track)."""
+    found = Path(path).expanduser()
+    if not found.is_absolute() and not found.exists():
+        found = project_root() / found
+    return found
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""

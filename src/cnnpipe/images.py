@@ -39,12 +39,14 @@ def read_picture(path: str | Path, channels: int, size: int) -> np.ndarray:
         raise ImageError(f"{path}: is a directory") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file Pillow can read") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path}: too large to decode safely ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{path}: broken image ({exc})") from None
     if image.mode not in PICTURE_MODES:
         raise ImageError(
-            f"{path}: has {len(image.getbands())} channels in mode {image.mode}; "
-            "expected a grey, RGB or RGBA picture"
+            f"{path}: has {len(image.getbands())} channel(s) in mode {image.mode}; "
+            "expected an 8-bit grey, RGB or RGBA picture"
         )
     image = ImageOps.exif_transpose(image)  # phone photos store their rotation apart
     if image.mode in ("LA", "PA", "RGBA") or "transparency" in image.info:

@@ -58,7 +58,9 @@ def register(model_uri: str, name: str, test_acc: float) -> str:
 
     client = mlflow.MlflowClient()
     version = retry(mlflow.register_model, model_uri, name, tags={SCORE_TAG: str(test_acc)})
-    # Compare and move under the store's lock: parallel experiments must not both win.
+    # Compare and move under the store's lock, so that of parallel experiments on one
+    # SQLite store the best wins. (A tracking server offers no lock: there, two versions
+    # registered at the same instant may leave the alias one behind.)
     with store_lock():
         versions = retry(client.search_model_versions, f"name = '{name}'")
         scored = [v for v in versions if SCORE_TAG in v.tags]

@@ -42,7 +42,7 @@ def network(spec: ModelSpec, params, device, verbose: bool = True):
     """(model on `device`, layers to keep in eval mode): built from the spec, started from
     `net.pretrained` when set, its backbone frozen with `net.freeze: backbone`."""
     model = spec.build(init=params.net.init)
-    frozen = []
+    frozen, found = [], {"loaded": []}
     if params.net.pretrained:
         found = load_pretrained(model, params.net.pretrained, spec.model)
         if verbose:
@@ -53,5 +53,5 @@ def network(spec: ModelSpec, params, device, verbose: bool = True):
                 file=sys.stderr,
             )
     if params.net.freeze == "backbone":
-        frozen = freeze_backbone(model)
+        frozen = freeze_backbone(model, found["loaded"])
     return model.to(device), frozen

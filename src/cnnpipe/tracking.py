@@ -127,12 +127,10 @@ def continue_run(params):
     except MlflowException:
         active = None
     if active is None:
-        # The store was moved or deleted since train ran: keep tracking in a fresh run.
-        # RUN_FILE belongs to the train stage's outputs, so it is left as it is.
-        print(
-            f"warning: MLflow run {run_id} is not in {tracking_uri()}; logging to a new run",
-            file=sys.stderr,
-        )
+        # Train ran untracked, or the store was moved or deleted since: keep tracking in
+        # a fresh run. RUN_FILE belongs to the train stage's outputs; it is left alone.
+        why = f"MLflow run {run_id} is not in" if run_id else "train logged no MLflow run to"
+        print(f"warning: {why} {tracking_uri()}; logging to a new run", file=sys.stderr)
         active = _new_run(experiment_id, params)
     with active as run, _record_failure():
         yield run
@@ -217,7 +215,13 @@ def _experiment_id(name: str) -> str:
             # for a queued experiment is a temporary copy that DVC deletes. A server
             # decides for itself where artifacts go.
             location = (project_root() / "mlartifacts").as_uri()
-        return mlflow.create_experiment(name, artifact_location=location)
+        try:
+            return mlflow.create_experiment(name, artifact_location=location)
+        except mlflow.exceptions.MlflowException as exc:
+            # A server has no file lock: another experiment may have created it first.
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return mlflow.get_experiment_by_name(name).experiment_id
 
 
 def _tags() -> dict[str, str]:
@@ -287,10 +291,15 @@ def nested_run(name: str, params, **extra):
         yield None
         return
     parent = mlflow.active_run().info
-    with mlflow.start_run(
-        experiment_id=parent.experiment_id, run_name=name, nested=True, tags=_tags()
-    ) as run:
-        mlflow.log_params({**flatten(params), **extra})
+    child = retry(
+        mlflow.start_run,
+        experiment_id=parent.experiment_id,
+        run_name=name,
+        nested=True,
+        tags=_tags(),
+    )
+    with child as run, _record_failure():
+        retry(mlflow.log_params, {**flatten(params), **extra})
         yield run
 
 
@@ -306,7 +315,7 @@ def log_missing_epochs(history: list[dict]) -> None:
     if mlflow := tracked():
         run_id = mlflow.active_run().info.run_id
         client = mlflow.MlflowClient()
-        logged = {m.step for m in client.get_metric_history(run_id, "val_acc")}
+        logged = {m.step for m in retry(client.get_metric_history, run_id, "val_acc")}
         for row in history:
             if row["epoch"] not in logged:
                 log_epoch(row)

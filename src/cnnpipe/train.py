@@ -16,7 +16,7 @@ from tqdm import tqdm
 from cnnpipe import distributed
 from cnnpipe.config import flatten
 from cnnpipe.errors import CnnpipeError
-from cnnpipe.files import atomic_path
+from cnnpipe.files import atomic_path, resolve_path
 from cnnpipe.metrics import AverageMeter
 from cnnpipe.progress import quiet
 from cnnpipe.transfer import param_groups
@@ -254,6 +254,9 @@ def fingerprint(params, labels: np.ndarray, split: dict, image_shape, world: int
     digest.update(labels.tobytes())
     for name in ("train", "val"):
         digest.update(split[name].tobytes())
+    pretrained = params.net.pretrained and resolve_path(params.net.pretrained)
+    if pretrained and pretrained.is_file():  # the same path may hold other weights now
+        digest.update(pretrained.read_bytes())
     return digest.hexdigest()
 
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from cnnpipe.download import socket_timeout
 from cnnpipe.errors import CnnpipeError
+from cnnpipe.files import resolve_path
 
 
 def head_name(model: nn.Module) -> str:
@@ -57,7 +58,7 @@ def load_pretrained(model: nn.Module, source: str, model_name: str) -> dict:
 
 
 def _state_dict(source: str, model_name: str) -> dict:
-    path = Path(source).expanduser()
+    path = resolve_path(source)
     if path.suffix in (".pth", ".pt") or path.exists():
         if not path.is_file():
             raise CnnpipeError(f"net.pretrained {source}: no such file")
@@ -101,12 +102,14 @@ def _torchvision_weights(name: str, model_name: str) -> dict:
         ) from None
 
 
-def freeze_backbone(model: nn.Module) -> list[nn.Module]:
-    """Stop gradients everywhere but the head; return the normalisation layers that must
-    stay in eval mode so that their running statistics stay frozen too."""
+def freeze_backbone(model: nn.Module, pretrained: list[str]) -> list[nn.Module]:
+    """Stop gradients in the layers that got `pretrained` weights, except the head; a layer
+    left new (a stem reshaped for small images, say) must still learn. Returns the
+    normalisation layers that stay in eval mode, so their running statistics stay too."""
     head = head_name(model) + "."
+    loaded = set(pretrained)
     for name, parameter in model.named_parameters():
-        parameter.requires_grad_(name.startswith(head))
+        parameter.requires_grad_(name.startswith(head) or name not in loaded)
     return [
         m
         for m in model.modules()

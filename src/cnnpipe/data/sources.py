@@ -21,7 +21,7 @@ import numpy as np
 from cnnpipe.config import DataConfig
 from cnnpipe.download import socket_timeout
 from cnnpipe.errors import CnnpipeError
-from cnnpipe.files import project_root
+from cnnpipe.files import resolve_path
 from cnnpipe.images import ImageError, read_picture
 
 CHUNK_BYTES = 16 * 2**20  # decoded pixels held at a time, whatever the image size
@@ -45,7 +45,7 @@ def open_source(cfg: DataConfig) -> Source:
     if cfg.source == "digits":
         return _from_arrays(*_digits(), cfg)
     if cfg.source == "imagefolder":
-        return _image_folder(resolve_root(cfg.root), cfg)
+        return _image_folder(resolve_path(cfg.root), cfg)
     return _from_arrays(*_torchvision(cfg), cfg)
 
 
@@ -55,15 +55,6 @@ def read_source(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
     chunks = list(source.chunks)
     images = np.concatenate([x for x, _ in chunks])
     return images, np.concatenate([y for _, y in chunks]), source.classes
-
-
-def resolve_root(root: str) -> Path:
-    """A relative data.root is looked up in the working directory, then at the project
-    root (DVC runs a queued experiment in a temporary copy of the repository)."""
-    path = Path(root).expanduser()
-    if not path.is_absolute() and not path.exists():
-        path = project_root() / path
-    return path
 
 
 # Sources held as arrays: digits and torchvision's sets.
@@ -81,7 +72,7 @@ def _torchvision(cfg: DataConfig):
     import torchvision.datasets
 
     kind = getattr(torchvision.datasets, TORCHVISION[cfg.source])
-    root = Path(cfg.root).expanduser() if cfg.root else _cache_dir() / cfg.source
+    root = resolve_path(cfg.root) if cfg.root else _cache_dir() / cfg.source
     parts = [_open_torchvision(kind, cfg, root, train) for train in (True, False)]
     # Train and test sets are pooled: the split stage draws its own stratified split.
     images = np.concatenate([np.asarray(p.data) for p in parts])

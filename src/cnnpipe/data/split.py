@@ -78,10 +78,23 @@ def fold_indices(assignment: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndar
 
 
 def save_split(path: str | Path, split: dict[str, np.ndarray]) -> None:
-    """The three index arrays, and `folds` (fold number per image) when there is one."""
     with atomic_dir(path) as tmp:
-        for name, index in split.items():
-            np.save(tmp / f"{name}.npy", index.astype(np.int64))
+        for name in SPLITS:
+            np.save(tmp / f"{name}.npy", split[name].astype(np.int64))
+
+
+def save_folds(path: str | Path, assignment: np.ndarray) -> None:
+    """Fold numbers apart from the split, so that changing split.folds retrains nothing
+    but the cross-validation."""
+    with atomic_dir(path) as tmp:
+        np.save(tmp / "folds.npy", assignment.astype(np.int64))
+
+
+def load_folds(path: str | Path) -> np.ndarray:
+    path = Path(path) / "folds.npy"
+    if not path.exists():
+        raise CnnpipeError(f"{path}: not found; run the split stage")
+    return np.load(path)
 
 
 def load_split(path: str | Path) -> dict[str, np.ndarray]:
@@ -89,7 +102,4 @@ def load_split(path: str | Path) -> dict[str, np.ndarray]:
     missing = [n for n in SPLITS if not (path / f"{n}.npy").exists()]
     if missing:
         raise CnnpipeError(f"{path}: no split found for {', '.join(missing)}; run the split stage")
-    split = {name: np.load(path / f"{name}.npy") for name in SPLITS}
-    if (path / "folds.npy").exists():
-        split["folds"] = np.load(path / "folds.npy")
-    return split
+    return {name: np.load(path / f"{name}.npy") for name in SPLITS}
