@@ -16,7 +16,7 @@ from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import fold_indices, load_folds
 from cnnpipe.errors import exit_on_error
 from cnnpipe.files import write_json
-from cnnpipe.train import fit, make_engine, resolve_device, seed_everything
+from cnnpipe.train import fit, resolve_device, seed_everything
 
 RESULT = "metrics/crossval.json"
 
@@ -37,11 +37,9 @@ def main():
         for fold in range(1, k + 1):
             seed_everything(params.seed)
             train_idx, val_idx = fold_indices(folds, fold - 1)
-            train, val, mean, std = recipe.batches(params, data, train_idx, val_idx, device)
-            spec = recipe.model_spec(params, data, mean, std)
-            model, frozen = recipe.network(spec, params, device, verbose=fold == 1)
-            steps = -(-len(train) // params.batch_size)
-            engine = make_engine(model, params, device, steps, frozen)
+            train, val, _, engine = recipe.training(
+                params, data, train_idx, val_idx, device, verbose=fold == 1
+            )
             with tracking.nested_run(f"fold {fold}", params, fold=fold):
                 history, _ = fit(
                     engine,
@@ -58,7 +56,7 @@ def main():
                 tracking.log_metrics({"best_val_acc": best["val_acc"]})
             print(f"fold {fold}/{k}: val accuracy {best['val_acc']:.4f} (epoch {best['epoch']})")
             # The next fold's data placement looks at free GPU memory: free this one's.
-            del train, val, model, engine
+            del train, val, engine
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 

@@ -21,7 +21,6 @@ from cnnpipe.train import (
     fingerprint,
     fit,
     load_resume,
-    make_engine,
     resolve_device,
     seed_everything,
 )
@@ -41,17 +40,14 @@ def main():
     main_process = rank == 0
     seed_everything(params.seed)
 
-    # Data: normalised with the mean and std of the training split only.
+    # Data, normalised with the mean and std of the training split only; the model, its
+    # optimiser, schedule and loss.
     data, split = load_prepared("data/prepared"), load_split("data/split")
-    train, val, mean, std = recipe.batches(params, data, split["train"], split["val"], device)
-
-    # Model, optimiser, schedule, loss.
-    spec = recipe.model_spec(params, data, mean, std)
-    model, frozen = recipe.network(spec, params, device, verbose=main_process)
-    summary = summarize(model, spec.in_channels, spec.image_size)
+    train, val, spec, engine = recipe.training(
+        params, data, split["train"], split["val"], device, world, verbose=main_process
+    )
+    summary = summarize(engine.module, spec.in_channels, spec.image_size)
     heading = title(spec.model, spec.variant, spec.in_channels, spec.image_size)
-    steps_per_epoch = -(-len(train) // world // params.batch_size)
-    engine = make_engine(model, params, device, steps_per_epoch, frozen)
 
     # A checkpoint is resumed only if it comes from these same params and data.
     run_key = fingerprint(params, data.labels, split, data.images.shape, world)

@@ -1,5 +1,5 @@
 """What one training run is made of, from params and a prepared data set: the batches,
-the model's spec, and the network, pretrained and frozen as asked.
+the model's spec, the network (pretrained and frozen as asked) and the engine around it.
 
 The train stage uses it once, the cross-validation stage once per fold.
 """
@@ -9,7 +9,19 @@ import sys
 from cnnpipe.checkpoint import ModelSpec
 from cnnpipe.data.batches import Augment, channel_stats, place
 from cnnpipe.models import resolve_variant
+from cnnpipe.train import make_engine
 from cnnpipe.transfer import freeze_backbone, load_pretrained
+
+
+def training(params, data, train_index, val_index, device, world=1, verbose=True):
+    """(train, val, spec, engine): all that `fit` needs to train on the rows `train_index`
+    and pick the best epoch on `val_index`, with `world` processes sharing each step."""
+    train, val, mean, std = batches(params, data, train_index, val_index, device)
+    spec = model_spec(params, data, mean, std)
+    model, frozen = network(spec, params, device, verbose)
+    steps_per_epoch = -(-len(train) // world // params.batch_size)
+    engine = make_engine(model, params, device, steps_per_epoch, frozen)
+    return train, val, spec, engine
 
 
 def batches(params, data, train_index, val_index, device):

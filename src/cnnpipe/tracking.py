@@ -37,11 +37,7 @@ BUSY_TIMEOUT = 60  # seconds a SQLite connection waits for another process's wri
 
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{_store_file()}"
-
-
-def _store_file() -> Path:
-    return project_root() / "mlflow.db"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def _local_store() -> Path | None:
@@ -201,8 +197,6 @@ def _experiment_id(name: str) -> str:
     store = _local_store()
     # The first process creates the schema while the others wait at the lock.
     with store_lock():
-        if store is not None:
-            store.parent.mkdir(parents=True, exist_ok=True)
         experiment = mlflow.get_experiment_by_name(name)
         if store is not None:
             with contextlib.closing(sqlite3.connect(store, timeout=BUSY_TIMEOUT)) as db:
@@ -285,18 +279,20 @@ def tracked():
 
 @contextlib.contextmanager
 def nested_run(name: str, params, **extra):
-    """A child of the open run (one cross-validation fold, say), with its own params."""
+    """A child of the open run (one cross-validation fold, say), with its own params and
+    the parent's tags (copied: hashing the data again for every child would be waste)."""
     mlflow = tracked()
     if mlflow is None:
         yield None
         return
     parent = mlflow.active_run().info
+    tags = retry(mlflow.MlflowClient().get_run, parent.run_id).data.tags
     child = retry(
         mlflow.start_run,
         experiment_id=parent.experiment_id,
         run_name=name,
         nested=True,
-        tags=_tags(),
+        tags={k: v for k, v in tags.items() if not k.startswith("mlflow.")},
     )
     with child as run, _record_failure():
         retry(mlflow.log_params, {**flatten(params), **extra})
