@@ -6,7 +6,7 @@ its imports take plus --cap-mb. The prepared images.npy is several times that ca
 the stage only finishes if it never holds the data set in memory.
 
     python bench/prepare_memory.py                      # 24,000 images, 128 px, cap 128 MB
-    python bench/prepare_memory.py --images 40000 --cap-mb 96
+    python bench/prepare_memory.py --images 6000 --cap-mb 1024  # how peak memory scales
 """
 
 import argparse
