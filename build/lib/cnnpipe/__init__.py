@@ -1,0 +1,3 @@
+"""cnnpipe: a reproducible image-classification pipeline for the classic CNNs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,150 @@
+"""The `cnnpipe` command: look at what the pipeline produced.
+
+cnnpipe ui            the MLflow UI over this project's runs, on 127.0.0.1
+cnnpipe netron [FILE] a model's graph in Netron, on 127.0.0.1 (no browser is opened)
+"""
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from cnnpipe.errors import CnnpipeError, exit_on_error
+
+
+def cmd_models(args) -> None:
+    from cnnpipe import models
+
+    for name in models.registered_names():
+        print(f"{name:20} {models.family(name)}")
+
+
+def cmd_summary(args) -> None:
+    from cnnpipe import models
+    from cnnpipe.summary import report
+
+    model = models.build(
+        args.model,
+        num_classes=args.num_classes,
+        in_channels=args.in_channels,
+        image_size=args.image_size,
+        variant=args.variant,
+    )
+    variant = models.resolve_variant(args.variant, args.image_size)
+    print(report(model, args.model, variant, args.in_channels, args.image_size), end="")
+
+
+def cmd_predict(args) -> int:
+    from cnnpipe.predict import open_model, predict_files
+
+    model = open_model(args.model)
+    target = Path(args.target)
+    if target.is_dir():
+        paths = sorted(p for p in target.rglob("*") if p.is_file())
+        if not paths:
+            raise CnnpipeError(f"{target}: folder holds no files")
+    else:
+        paths = [target]
+    results = predict_files(model, paths, args.topk)
+
+    if target.is_dir():
+        with contextlib.ExitStack() as stack:
+            out = sys.stdout
+            if args.csv:
+                out = stack.enter_context(open(args.csv, "w", newline="", encoding="utf-8"))
+            _write_csv(out, results, args.topk)
+    else:
+        for r in results:
+            for name, prob in r.top:
+                print(f"{name}\t{prob:.4f}")
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"error: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _write_csv(out, results, topk: int) -> None:
+    import csv
+
+    writer = csv.writer(out)
+    header = ["path"]
+    for k in range(1, topk + 1):
+        header += [f"class_{k}", f"prob_{k}"]
+    writer.writerow([*header, "error"])
+    for r in results:
+        cells = [r.path]
+        for k in range(topk):
+            cells += [r.top[k][0], f"{r.top[k][1]:.6f}"] if k < len(r.top) else ["", ""]
+        writer.writerow([*cells, r.error])
+
+
+def cmd_ui(args) -> None:
+    from cnnpipe.tracking import tracking_uri
+
+    uri = tracking_uri()
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    command += ["--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    os.execv(sys.executable, command)
+
+
+def cmd_netron(args) -> None:
+    import netron
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise CnnpipeError(f"{path}: no such model file; run `dvc repro` to export one")
+    host, port = netron.start(str(path), address=(args.host, args.port), browse=False)
+    print(f"Serving {path} at http://{host}:{port} (Ctrl-C stops it)", flush=True)
+    netron.wait()  # returns on Ctrl-C after stopping the server
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnnpipe", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("models", help="list the registered networks").set_defaults(run=cmd_models)
+
+    summary = sub.add_parser("summary", help="a network layer by layer")
+    summary.add_argument("--model", required=True, help="a name from `cnnpipe models`")
+    summary.add_argument("--image-size", type=int, default=32, help="default: %(default)s")
+    summary.add_argument("--in-channels", type=int, default=1, help="default: %(default)s")
+    summary.add_argument("--num-classes", type=int, default=10, help="default: %(default)s")
+    summary.add_argument("--variant", default="auto", choices=["auto", "small", "imagenet"])
+    summary.set_defaults(run=cmd_summary)
+
+    predict = sub.add_parser("predict", help="classify an image or a folder of images")
+    predict.add_argument("target", help="an image file, or a folder (gives one CSV row per file)")
+    predict.add_argument(
+        "--model",
+        default="models/model.onnx",
+        help="a .onnx, TorchScript .pt or checkpoint .pth file (default: %(default)s)",
+    )
+    predict.add_argument("--topk", type=int, default=3, help="classes to show (default: 3)")
+    predict.add_argument("--csv", help="for a folder: write the CSV here instead of stdout")
+    predict.set_defaults(run=cmd_predict)
+
+    ui = sub.add_parser("ui", help="serve the MLflow UI over this project's runs")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    ui.add_argument("--port", type=int, default=5000, help="port (default: %(default)s)")
+    ui.set_defaults(run=cmd_ui)
+
+    net = sub.add_parser("netron", help="serve a model file in Netron")
+    net.add_argument("file", nargs="?", default="models/model.onnx", help="default: %(default)s")
+    net.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    net.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    net.set_defaults(run=cmd_netron)
+    return parser
+
+
+@exit_on_error
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    code = args.run(args)
+    if code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

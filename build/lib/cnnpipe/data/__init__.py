@@ -1,0 +1,1 @@
+"""Data: sources that produce images, the prepared format they share, splits, batches."""

@@ -1,0 +1,61 @@
+"""Data-parallel training across processes, as torchrun starts them.
+
+`torchrun --nproc_per_node=N stages/train.py` sets RANK, WORLD_SIZE and LOCAL_RANK; with
+`train.nproc: N` the train stage starts torchrun itself, so `dvc repro` uses it too. Each
+process trains on its own shard of every epoch; DistributedDataParallel averages the
+gradients, so all ranks hold the same weights. Rank 0 alone logs and writes outputs.
+"""
+
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+
+def under_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ
+
+
+def relaunch(nproc: int, script: str) -> None:
+    """Replace this process with torchrun running `script` on `nproc` processes."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={nproc}", script]
+    print(f"starting {nproc} training processes: {' '.join(command[1:])}", flush=True)
+    sys.stdout.flush()
+    os.execv(sys.executable, command)
+
+
+def setup(device: torch.device) -> tuple[int, int]:
+    """Join the process group when started by torchrun; returns (rank, world size)."""
+    if not under_torchrun():
+        return 0, 1
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def local_device(device: torch.device) -> torch.device:
+    """Each process drives its own GPU."""
+    if device.type == "cuda" and under_torchrun():
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return device
+
+
+def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    if not dist.is_initialized():
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

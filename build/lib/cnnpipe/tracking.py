@@ -1,0 +1,328 @@
+"""MLflow tracking: one MLflow run per pipeline run, shared by the stages.
+
+train opens the run and writes its id to RUN_FILE (a DVC output); evaluate and export
+reopen that run to add their metrics and files. The default store is SQLite at the
+project root. DVC runs queued experiments in temporary copies of the repository but
+sets DVC_ROOT to the main one, so every experiment lands in the same store.
+MLFLOW_TRACKING_URI, when set, overrides all of this. With `tracking.enabled: false`
+nothing is logged and MLflow is not even imported; with `tracking.required: false` an
+unreachable store is reported and the pipeline goes on untracked.
+
+Queued experiments run side by side on the one SQLite file. Its schema is created under
+a file lock, so only one process migrates it; it is switched to write-ahead logging so
+readers never block the writer; connections wait for a busy database instead of failing
+at once; and a write that still finds it locked is retried.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cnnpipe.config import flatten
+from cnnpipe.errors import CnnpipeError
+from cnnpipe.files import project_root, read_json, write_json
+
+RUN_FILE = Path("metrics/mlflow_run.json")
+_enabled = False  # whether this process logs to MLflow; set when a run is opened
+
+
+BUSY_TIMEOUT = 60  # seconds a SQLite connection waits for another process's write
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def _local_store() -> Path | None:
+    """The SQLite file behind the tracking URI, if it is one."""
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?")[0])
+
+
+def _mlflow_uri() -> str:
+    """The URI handed to MLflow: SQLite gets a busy timeout (a SQLAlchemy URL parameter)."""
+    uri = tracking_uri()
+    if _local_store() is not None and "?" not in uri:
+        uri += f"?timeout={BUSY_TIMEOUT}"
+    return uri
+
+
+@contextlib.contextmanager
+def store_lock():
+    """Serialise a critical section across the processes sharing a local store (schema
+    creation, moving the registry's alias); a no-op for a tracking server."""
+    store = _local_store()
+    if store is None:
+        yield
+        return
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with open(store.with_name(store.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def retry(call, *args, attempts: int = 8, **kwargs):
+    """Run an MLflow call; if SQLite still reports the database locked, wait and retry."""
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            if "database is locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random()))
+
+
+@contextlib.contextmanager
+def start_run(params, run_id: str | None = None, active: bool = True):
+    """Open this pipeline run's MLflow run (the train stage) and record its id.
+
+    `run_id` reopens the run of a training that was killed and is now resumed, so the
+    pipeline run stays one MLflow run. `active=False` (ranks other than 0) logs nothing.
+    """
+    if not active:
+        yield None
+        return
+    experiment_id = _connect(params)
+    if experiment_id is None:
+        write_json(RUN_FILE, {"mlflow_run_id": None})
+        yield None
+        return
+    import mlflow
+
+    context = retry(mlflow.start_run, run_id=run_id) if run_id else _new_run(experiment_id, params)
+    with context as run, _record_failure():
+        write_json(RUN_FILE, {"mlflow_run_id": run.info.run_id})
+        yield run
+
+
+@contextlib.contextmanager
+def continue_run(params):
+    """Reopen the run the train stage started (evaluate, export)."""
+    experiment_id = _connect(params)
+    if experiment_id is None:
+        yield None
+        return
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    run_id = read_json(RUN_FILE)["mlflow_run_id"] if RUN_FILE.exists() else None
+    try:
+        active = retry(mlflow.start_run, run_id=run_id) if run_id else None
+    except MlflowException:
+        active = None
+    if active is None:
+        # Train ran untracked, or the store was moved or deleted since: keep tracking in
+        # a fresh run. RUN_FILE belongs to the train stage's outputs; it is left alone.
+        why = f"MLflow run {run_id} is not in" if run_id else "train logged no MLflow run to"
+        print(f"warning: {why} {tracking_uri()}; logging to a new run", file=sys.stderr)
+        active = _new_run(experiment_id, params)
+    with active as run, _record_failure():
+        yield run
+
+
+@contextlib.contextmanager
+def _record_failure():
+    """MLflow marks a run FAILED when its block raises; keep the reason with it too."""
+    try:
+        yield
+    except Exception as exc:
+        import mlflow
+
+        with contextlib.suppress(Exception):
+            mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
+        raise
+
+
+def _new_run(experiment_id: str, params):
+    """A new MLflow run for this pipeline run, named after the DVC experiment if any."""
+    import mlflow
+
+    run_name = os.environ.get("DVC_EXP_NAME") or None
+    run = retry(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=_tags())
+    retry(mlflow.log_params, flatten(params))
+    return run
+
+
+def _connect(params) -> str | None:
+    """The id of the experiment to log to, or None when this process tracks nothing.
+
+    An unreachable store stops the stage within seconds, before any work is done, or with
+    `tracking.required: false` lets it go on untracked. Either way no output is touched.
+    """
+    global _enabled
+    _enabled = False
+    if not params.tracking.enabled:
+        print("MLflow tracking is off (tracking.enabled: false)", file=sys.stderr)
+        return None
+    uri = tracking_uri()
+    if uri.startswith(("http:", "https:")):
+        # By default MLflow retries an unreachable server for minutes; answer in seconds.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    try:
+        experiment_id = _experiment_id(params.tracking.experiment)
+    except Exception as exc:  # refused, timed out, bad URI, bad database: all mean "no store"
+        reason = " ".join(str(exc).split())[:300]
+        if params.tracking.required:
+            raise CnnpipeError(
+                f"cannot reach MLflow at {uri} ({reason}); start the server, correct "
+                "MLFLOW_TRACKING_URI, or set tracking.required: false to go on untracked"
+            ) from None
+        print(
+            f"warning: cannot reach MLflow at {uri} ({reason}); going on without tracking "
+            "(tracking.required: false)",
+            file=sys.stderr,
+        )
+        return None
+    _enabled = True
+    return experiment_id
+
+
+def _experiment_id(name: str) -> str:
+    import mlflow
+
+    mlflow.set_tracking_uri(_mlflow_uri())
+    store = _local_store()
+    # The first process creates the schema while the others wait at the lock.
+    with store_lock():
+        experiment = mlflow.get_experiment_by_name(name)
+        if store is not None:
+            with contextlib.closing(sqlite3.connect(store, timeout=BUSY_TIMEOUT)) as db:
+                db.execute("PRAGMA journal_mode=WAL")  # persists in the file
+        if experiment is not None:
+            return experiment.experiment_id
+        location = None
+        if not tracking_uri().startswith(("http:", "https:", "databricks")):
+            # A local store puts artifacts under the current directory by default, which
+            # for a queued experiment is a temporary copy that DVC deletes. A server
+            # decides for itself where artifacts go.
+            location = (project_root() / "mlartifacts").as_uri()
+        try:
+            return mlflow.create_experiment(name, artifact_location=location)
+        except mlflow.exceptions.MlflowException as exc:
+            # A server has no file lock: another experiment may have created it first.
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def _tags() -> dict[str, str]:
+    """What links the run to its code and data: the git commit and whether the tree held
+    uncommitted changes, the DVC experiment and its baseline, the data's hashes."""
+    tags = {}
+    commit = _git("rev-parse", "HEAD")
+    if commit:
+        tags["git.commit"] = commit
+        status = _git("status", "--porcelain", "--untracked-files=no")
+        tags["git.dirty"] = str(bool(status)).lower()
+    for env, tag in (("DVC_EXP_NAME", "dvc.exp_name"), ("DVC_EXP_BASELINE_REV", "dvc.baseline")):
+        if os.environ.get(env):
+            tags[tag] = os.environ[env]
+    for name in DATA_DIRS:
+        tags[f"data.{Path(name).name}"] = data_hash(name)
+    return tags
+
+
+DATA_DIRS = ("data/prepared", "data/split")
+
+
+def data_hash(folder: str) -> str:
+    """The folder's hash as dvc.lock records it ("md5:<hash>.dir") when it lists the
+    folder as an output, else the sha256 of its files' names and bytes."""
+    lock = Path("dvc.lock")
+    if lock.exists():
+        import yaml
+
+        stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
+        for stage in stages.values():
+            for out in stage.get("outs", []):
+                if out.get("path") == folder and out.get("md5"):
+                    return f"md5:{out['md5']}"
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _git(*args) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def tracked():
+    """The mlflow module while this process tracks a run, else None (and MLflow unimported)."""
+    if not _enabled:
+        return None
+    import mlflow
+
+    return mlflow
+
+
+@contextlib.contextmanager
+def nested_run(name: str, params, **extra):
+    """A child of the open run (one cross-validation fold, say), with its own params and
+    the parent's tags (copied: hashing the data again for every child would be waste)."""
+    mlflow = tracked()
+    if mlflow is None:
+        yield None
+        return
+    parent = mlflow.active_run().info
+    tags = retry(mlflow.MlflowClient().get_run, parent.run_id).data.tags
+    child = retry(
+        mlflow.start_run,
+        experiment_id=parent.experiment_id,
+        run_name=name,
+        nested=True,
+        tags={k: v for k, v in tags.items() if not k.startswith("mlflow.")},
+    )
+    with child as run, _record_failure():
+        retry(mlflow.log_params, {**flatten(params), **extra})
+        yield run
+
+
+def log_epoch(row: dict) -> None:
+    """Per-epoch metrics, with the epoch as the step so MLflow draws curves over epochs."""
+    if mlflow := tracked():
+        metrics = {k: v for k, v in row.items() if k != "epoch"}
+        retry(mlflow.log_metrics, metrics, step=row["epoch"])
+
+
+def log_missing_epochs(history: list[dict]) -> None:
+    """After a resume: log the epochs whose metrics the killed process did not get to log."""
+    if mlflow := tracked():
+        run_id = mlflow.active_run().info.run_id
+        client = mlflow.MlflowClient()
+        logged = {m.step for m in retry(client.get_metric_history, run_id, "val_acc")}
+        for row in history:
+            if row["epoch"] not in logged:
+                log_epoch(row)
+
+
+def log_metrics(metrics: dict[str, float]) -> None:
+    if mlflow := tracked():
+        retry(mlflow.log_metrics, metrics)
+
+
+def log_files(*paths: str | Path, folder: str | None = None) -> None:
+    if mlflow := tracked():
+        for path in paths:
+            mlflow.log_artifact(str(path), artifact_path=folder)
