@@ -6,6 +6,10 @@ engine's extras (schedules, loss bookkeeping, non-finite checks, progress) cost.
 
     python bench/throughput.py --model lenet --device cpu
     python bench/throughput.py --model resnet18 --device cuda --images 50000
+    python bench/throughput.py --model resnet18 --device cuda --images 50000 --fast
+
+--fast allows the non-deterministic kernels (train.deterministic: false) for both loops:
+the two runs' images/s give the cost of deterministic training.
 """
 
 import argparse
@@ -20,7 +24,15 @@ from cnnpipe import models
 from cnnpipe.config import DataConfig, TrainConfig
 from cnnpipe.data.batches import DeviceData, channel_stats
 from cnnpipe.data.sources import read_source
-from cnnpipe.train import Engine, amp_dtype, make_loss, make_optimizer, make_schedule
+from cnnpipe.train import (
+    Engine,
+    amp_dtype,
+    deterministic_pooling,
+    make_loss,
+    make_optimizer,
+    make_schedule,
+    seed_everything,
+)
 
 
 def plain_epoch(model, images, labels, mean, std, optimizer, batch_size, amp, channels_last):
@@ -49,9 +61,11 @@ def seconds(fn, device):
     return time.perf_counter() - start
 
 
-def build(name, device, channels_last):
+def build(name, device, channels_last, deterministic):
     torch.manual_seed(0)
     model = models.build(name, num_classes=10, in_channels=1, image_size=32).to(device)
+    if deterministic and device.type == "cuda":
+        model = deterministic_pooling(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -65,11 +79,12 @@ def main():
     parser.add_argument("--images", type=int, default=4096, help="images per timed epoch")
     parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs; the best counts")
+    parser.add_argument("--fast", action="store_true", help="non-deterministic kernels allowed")
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    deterministic = not args.fast
+    seed_everything(0, deterministic)
     images, labels, _ = read_source(DataConfig(image_size=32, channels=1))
     reps = -(-args.images // len(images))
     images, labels = (
@@ -84,7 +99,7 @@ def main():
     steps = -(-len(data) // args.batch_size)
 
     # The project's engine, as the train stage builds it.
-    model = build(args.model, device, channels_last)
+    model = build(args.model, device, channels_last, deterministic)
     optimizer = make_optimizer("sgd", model.parameters(), 0.01, cfg)
     engine = Engine(
         model=model,
@@ -103,7 +118,7 @@ def main():
         engine.train_epoch(data, args.batch_size, generator, next(epoch))
 
     # The plain loop on an identical copy.
-    plain_model = build(args.model, device, channels_last)
+    plain_model = build(args.model, device, channels_last, deterministic)
     plain_opt = torch.optim.SGD(plain_model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
     def plain():
@@ -130,6 +145,7 @@ def main():
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "amp": str(amp).replace("torch.", "") if amp else "off",
         "batch_size": args.batch_size,
+        "deterministic": deterministic,
         "images": len(data),
         "project_images_per_s": round(len(data) / project_s),
         "plain_images_per_s": round(len(data) / plain_s),

@@ -35,7 +35,7 @@ def main():
     results = {}
     with tracking.continue_run(params):
         for fold in range(1, k + 1):
-            seed_everything(params.seed)
+            seed_everything(params.seed, params.train.deterministic)
             train_idx, val_idx = fold_indices(folds, fold - 1)
             train, val, _, engine = recipe.training(
                 params, data, train_idx, val_idx, device, verbose=fold == 1

@@ -38,7 +38,7 @@ def main():
     rank, world = distributed.setup(device)
     device = distributed.local_device(device)
     main_process = rank == 0
-    seed_everything(params.seed)
+    seed_everything(params.seed, params.train.deterministic)
 
     # Data, normalised with the mean and std of the training split only; the model, its
     # optimiser, schedule and loss.

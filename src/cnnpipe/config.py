@@ -54,7 +54,7 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    crop_padding: int = field(default=0, metadata=_bound(lo=0, hi=64))
+    crop_padding: int = field(default=2, metadata=_bound(lo=0, hi=64))
     hflip: bool = False
 
 
@@ -77,7 +77,7 @@ class TrainConfig:
     beta2: float = field(default=0.999, metadata=_bound(lo=0, hi=1, hi_open=True))
     eps: float = field(default=1e-8, metadata=_positive())
     weight_decay: float = field(default=5e-4, metadata=_bound(lo=0))
-    schedule: Literal["constant", "step", "cosine", "onecycle"] = "constant"
+    schedule: Literal["constant", "step", "cosine", "onecycle"] = "cosine"
     warmup_epochs: int = field(default=0, metadata=_bound(lo=0))
     step_size: int = field(default=10, metadata=_bound(lo=1))
     gamma: float = field(default=0.1, metadata=_bound(lo=0, hi=1, lo_open=True))
@@ -93,6 +93,7 @@ class TrainConfig:
     nproc: int = field(default=1, metadata=_bound(lo=1))
     resume: bool = True
     device: str = "auto"
+    deterministic: bool = True
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,9 @@ class TrackingConfig:
 @dataclass(frozen=True)
 class Params:
     model: str = "lenet"
-    lr: float = field(default=0.01, metadata=_positive())
+    lr: float = field(default=0.05, metadata=_positive())
     batch_size: int = field(default=64, metadata=_bound(lo=1))
-    epochs: int = field(default=20, metadata=_bound(lo=1))
+    epochs: int = field(default=30, metadata=_bound(lo=1))
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     seed: int = field(default=42, metadata=_bound(lo=0))
     net: NetConfig = NetConfig()

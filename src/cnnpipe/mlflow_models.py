@@ -10,6 +10,7 @@ the PyTorch model becomes a new version of the registered model, and the alias
 
 import numpy as np
 
+from cnnpipe.environment import pins
 from cnnpipe.tracking import retry, store_lock, tracked
 
 CHAMPION = "champion"
@@ -29,21 +30,21 @@ def log_models(model, onnx_path, example: np.ndarray, tracking_cfg, test_acc: fl
     with torch.no_grad():
         logits = model(torch.from_numpy(example)).numpy()
     signature = infer_signature(example, logits)
-    torch_version = torch.__version__.split("+")[0]  # local builds (+cu130) are not on PyPI
-    # Pinned here, because inferring them would import-trace the model in a subprocess.
+    # The lock's pins, the versions the pipeline ran with (inferring requirements instead
+    # would import-trace the model in a subprocess).
     info = mlflow.pytorch.log_model(
         model,
         name="pytorch",
         signature=signature,
         input_example=example,
-        pip_requirements=[f"torch=={torch_version}", f"numpy=={np.__version__}"],
+        pip_requirements=pins("torch", "numpy"),
     )
     mlflow.onnx.log_model(
         onnx.load(str(onnx_path)),
         name="onnx",
         signature=signature,
         input_example=example,
-        pip_requirements=[f"onnx=={onnx.__version__}", "onnxruntime", f"numpy=={np.__version__}"],
+        pip_requirements=pins("onnx", "onnxruntime", "numpy"),
         # The providers this machine has, CUDA first when it is one of them.
         onnx_execution_providers=onnxruntime.get_available_providers(),
     )

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from cnnpipe.config import flatten
+from cnnpipe.environment import LOCK_FILE, lock_hash
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.files import project_root, read_json, write_json
 
@@ -152,6 +153,8 @@ def _new_run(experiment_id: str, params):
     run_name = os.environ.get("DVC_EXP_NAME") or None
     run = retry(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=_tags())
     retry(mlflow.log_params, flatten(params))
+    if LOCK_FILE.is_file():
+        retry(mlflow.log_artifact, str(LOCK_FILE), artifact_path="environment")
     return run
 
 
@@ -219,9 +222,12 @@ def _experiment_id(name: str) -> str:
 
 
 def _tags() -> dict[str, str]:
-    """What links the run to its code and data: the git commit and whether the tree held
-    uncommitted changes, the DVC experiment and its baseline, the data's hashes."""
+    """What links the run to its code, environment and data: the git commit and whether
+    the tree held uncommitted changes, the lock file's hash, the DVC experiment and its
+    baseline, the data's hashes."""
     tags = {}
+    if locked := lock_hash():
+        tags["env.lock"] = f"sha256:{locked}"
     commit = _git("rev-parse", "HEAD")
     if commit:
         tags["git.commit"] = commit

@@ -3,6 +3,7 @@ checkpoints to resume from, and the epoch loop."""
 
 import hashlib
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +25,40 @@ from cnnpipe.transfer import param_groups
 AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers, as weighted in the paper
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed every generator; with `deterministic`, also pick only kernels that give the
+    same result every time, so a run can be repeated bit for bit on the same device."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS reads this when it starts (the first CUDA matmul): a fixed workspace
+        # fixes its reduction order.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # warn_only: an op without a deterministic CUDA kernel warns, naming itself, instead
+    # of stopping the run (see deterministic_pooling for the one the zoo needs).
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    # Autotuning times candidate kernels and keeps the fastest, which may differ by run.
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+class _GlobalAvgPool(nn.Module):
+    """AdaptiveAvgPool2d(1) as a mean over height and width: the same numbers, with a
+    deterministic backward pass on CUDA (PyTorch's adaptive pooling backward has none)."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
+def deterministic_pooling(model: nn.Module) -> nn.Module:
+    """Swap every global AdaptiveAvgPool2d for _GlobalAvgPool (no weights change)."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.AdaptiveAvgPool2d) and child.output_size in (1, (1, 1)):
+            setattr(model, name, _GlobalAvgPool())
+        else:
+            deterministic_pooling(child)
+    return model
 
 
 def resolve_device(name: str) -> torch.device:
@@ -129,8 +160,8 @@ def make_engine(model: nn.Module, params, device: torch.device, steps_per_epoch:
     """
     cfg = params.train
     channels_last = cfg.channels_last and device.type == "cuda"
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # input shapes are fixed: let cuDNN pick
+    if cfg.deterministic and device.type == "cuda":
+        model = deterministic_pooling(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     runner = distributed.wrap(model, device)

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from cnnpipe.config import ConfigError, Params, load_params, parse_params
+from cnnpipe.config import ConfigError, Params, flatten, load_params, parse_params
 
 from conftest import REPO
 
@@ -13,6 +13,28 @@ def test_repo_params_load_and_cover_every_key():
     assert set(raw) == set(Params.__dataclass_fields__)
     for section in ("data", "split", "train", "export", "tracking"):
         assert set(raw[section]) == set(type(getattr(params, section)).__dataclass_fields__)
+
+
+def test_params_yaml_values_are_the_code_defaults():
+    # A key deleted from params.yaml must not change the run: the file and the dataclass
+    # defaults are one and the same.
+    in_file = flatten(load_params(REPO / "params.yaml"))
+    defaults = flatten(Params())
+    differ = {k: (in_file[k], defaults[k]) for k in defaults if in_file[k] != defaults[k]}
+    assert not differ, f"params.yaml value vs config.py default: {differ}"
+
+
+def test_flatten_of_params_yaml_lists_every_key_in_the_file():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+
+    def keys(section, prefix=""):
+        for key, value in section.items():
+            if isinstance(value, dict):
+                yield from keys(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}"
+
+    assert set(keys(raw)) == set(flatten(Params()))
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from cnnpipe import models
 from cnnpipe.checkpoint import ModelSpec, load_model, save_spec, save_weights
 from cnnpipe.config import DataConfig, TrainConfig, parse_params
 from cnnpipe.data.batches import DeviceData, HostData, channel_stats
@@ -10,6 +11,7 @@ from cnnpipe.data.split import stratified_split
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.metrics import AverageMeter
 from cnnpipe.train import (
+    deterministic_pooling,
     fit,
     load_resume,
     make_engine,
@@ -213,3 +215,31 @@ def test_compiled_network_trains_and_saves_plain_weights(digits):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     # The saved weights belong to the plain module: loadable without torch.compile.
     assert set(best) == set(digits[0].build().state_dict())
+
+
+def test_deterministic_pooling_changes_no_number():
+    torch.manual_seed(0)
+    model = models.build("resnet18", num_classes=10, in_channels=1, image_size=16)
+    swapped = models.build("resnet18", num_classes=10, in_channels=1, image_size=16)
+    swapped.load_state_dict(model.state_dict())
+    deterministic_pooling(swapped)
+    assert not any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in swapped.modules())
+    x = torch.randn(4, 1, 16, 16)
+    out, out_swapped = model.eval()(x), swapped.eval()(x)
+    torch.testing.assert_close(out_swapped, out, rtol=1e-6, atol=1e-6)
+    out.sum().backward()
+    out_swapped.sum().backward()
+    grad, grad_swapped = model.conv1.weight.grad, swapped.conv1.weight.grad
+    torch.testing.assert_close(grad_swapped, grad, rtol=1e-5, atol=1e-6)
+
+
+def test_deterministic_flag_switches_torch_and_cudnn_modes():
+    try:
+        seed_everything(0, deterministic=False)
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+        seed_everything(0, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    finally:
+        seed_everything(0)

@@ -1,0 +1,73 @@
+"""dvc.yaml's deps cover every project module each stage imports, directly or through
+other modules, function-local imports included: a change to any of them re-runs it."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+SRC = REPO / "src"
+
+
+def module_file(name: str) -> Path | None:
+    """cnnpipe.a.b -> src/cnnpipe/a/b.py or src/cnnpipe/a/b/__init__.py, if it exists."""
+    path = SRC.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every cnnpipe module that `path` imports, wherever in the file the import sits."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            # `from cnnpipe import tracking` imports a module, not a name in a module.
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {n for n in names if n.split(".")[0] == "cnnpipe" and module_file(n)}
+
+
+def project_files(script: Path) -> set[str]:
+    """The files of every project module `script` loads, its packages' __init__.py included."""
+    seen, todo = set(), [script]
+    while todo:
+        for name in imported_names(todo.pop()):
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):  # importing a.b.c runs a and a.b first
+                file = module_file(".".join(parts[:i]))
+                if file not in seen:
+                    seen.add(file)
+                    todo.append(file)
+    return {str(f.relative_to(REPO)) for f in seen}
+
+
+def covered(file: str, deps: list[str]) -> bool:
+    return any(file == dep or file.startswith(dep.rstrip("/") + "/") for dep in deps)
+
+
+STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_stage_deps_cover_every_imported_module(name):
+    stage = STAGES[name]
+    script = stage["cmd"].split()[-1]
+    assert script.startswith("stages/") and script.endswith(".py"), stage["cmd"]
+    deps = stage["deps"]
+    assert script in deps, f"{name}: its own script {script} is not in its deps"
+    missing = sorted(f for f in project_files(REPO / script) if not covered(f, deps))
+    assert not missing, f"dvc.yaml stage '{name}' imports but does not list: {', '.join(missing)}"
+
+
+def test_import_walk_follows_function_local_and_package_imports():
+    files = project_files(REPO / "stages/train.py")
+    assert "src/cnnpipe/__init__.py" in files
+    assert "src/cnnpipe/models/lenet.py" in files  # reached only through the registry
+    assert "src/cnnpipe/config.py" in files
