@@ -1,11 +1,13 @@
 """End to end: the real `dvc` and MLflow in a temporary clone of this repository."""
 
 import csv
+import hashlib
 import io
 import json
 import re
 import signal
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,7 +77,7 @@ def test_second_repro_runs_nothing(repo):
     assert "Data and pipelines are up to date" in result.stdout
 
 
-def test_one_mlflow_run_holds_every_stage(repo):
+def test_one_mlflow_run_holds_every_stage(repo, tmp_path):
     run_id = read_json(repo / "metrics/mlflow_run.json")["mlflow_run_id"]
     mlflow_run = client(repo).get_run(run_id)
     assert mlflow_run.info.status == "FINISHED"
@@ -87,6 +89,11 @@ def test_one_mlflow_run_holds_every_stage(repo):
     evaluation = read_json(repo / "metrics/evaluate.json")
     assert metrics["test_acc"] == pytest.approx(evaluation["test_acc"])
     assert "onnx_max_abs_diff" in metrics
+    # The environment it ran in: the lock's hash, and the lock itself.
+    lock = (repo / "requirements.lock").read_bytes()
+    assert mlflow_run.data.tags["env.lock"] == f"sha256:{hashlib.sha256(lock).hexdigest()}"
+    logged = client(repo).download_artifacts(run_id, "environment/requirements.lock", str(tmp_path))
+    assert Path(logged).read_bytes() == lock
 
 
 def test_exp_run_with_a_new_lr_is_listed_by_dvc_and_tracked_in_mlflow(repo):
