@@ -5,6 +5,7 @@ pipeline's train and evaluate in one process (same library calls, no DVC or MLfl
 
     python bench/seeds.py               # seeds 0..4
     python bench/seeds.py --seeds 0 1 2 3 4 42
+    python bench/seeds.py --set epochs=40 --set train.label_smoothing=0.1
 """
 
 import argparse
@@ -29,9 +30,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--set", action="append", default=[], help="key=value, as dvc's -S")
     args = parser.parse_args()
 
     raw = yaml.safe_load(Path(args.params).read_text(encoding="utf-8"))
+    for assignment in args.set:
+        key, value = assignment.split("=", 1)
+        *path, last = key.split(".")
+        section = raw
+        for part in path:
+            section = section[part]
+        section[last] = yaml.safe_load(value)
     source = open_source(parse_params(raw).data)
     chunks = list(source.chunks)
     data = Prepared(

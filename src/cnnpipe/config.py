@@ -82,7 +82,7 @@ class TrainConfig:
     step_size: int = field(default=10, metadata=_bound(lo=1))
     gamma: float = field(default=0.1, metadata=_bound(lo=0, hi=1, lo_open=True))
     loss: Literal["cross_entropy", "nll", "l1", "mse", "smooth_l1"] = "cross_entropy"
-    label_smoothing: float = field(default=0.0, metadata=_bound(lo=0, hi=1, hi_open=True))
+    label_smoothing: float = field(default=0.1, metadata=_bound(lo=0, hi=1, hi_open=True))
     smooth_l1_beta: float = field(default=1.0, metadata=_positive())
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True

@@ -53,7 +53,16 @@ def read_picture(path: str | Path, channels: int, size: int) -> np.ndarray:
         rgba = image.convert("RGBA")
         image = Image.new("RGBA", rgba.size, "white")
         image.alpha_composite(rgba)
+    return to_pixels(image, channels, size)
+
+
+def to_pixels(image, channels: int, size: int) -> np.ndarray:
+    """A Pillow grey or colour image -> uint8 (size, size, channels): converted (colour to
+    grey with ITU-R 601 luma weights) and resized bilinearly."""
+    from PIL import Image
+
     image = image.convert("L" if channels == 1 else "RGB")
-    image = image.resize((size, size), Image.Resampling.BILINEAR)
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
     pixels = np.asarray(image, dtype=np.uint8)
     return pixels[:, :, None] if pixels.ndim == 2 else pixels

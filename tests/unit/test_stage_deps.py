@@ -10,6 +10,8 @@ import yaml
 from conftest import REPO
 
 SRC = REPO / "src"
+# The registry imports a family's module by name when it builds one of its networks.
+DYNAMIC = {SRC / "cnnpipe/models/__init__.py": sorted((SRC / "cnnpipe/models").glob("*.py"))}
 
 
 def module_file(name: str) -> Path | None:
@@ -38,13 +40,16 @@ def project_files(script: Path) -> set[str]:
     """The files of every project module `script` loads, its packages' __init__.py included."""
     seen, todo = set(), [script]
     while todo:
-        for name in imported_names(todo.pop()):
+        current = todo.pop()
+        found = []
+        for name in imported_names(current):
             parts = name.split(".")
-            for i in range(1, len(parts) + 1):  # importing a.b.c runs a and a.b first
-                file = module_file(".".join(parts[:i]))
-                if file not in seen:
-                    seen.add(file)
-                    todo.append(file)
+            # importing a.b.c runs a and a.b first
+            found += [module_file(".".join(parts[:i])) for i in range(1, len(parts) + 1)]
+        for file in found + DYNAMIC.get(current, []):
+            if file not in seen:
+                seen.add(file)
+                todo.append(file)
     return {str(f.relative_to(REPO)) for f in seen}
 
 

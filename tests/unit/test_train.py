@@ -199,7 +199,7 @@ def test_missing_checkpoint_is_named(tmp_path):
 
 def test_diverging_training_stops_with_a_clear_error(digits):
     with pytest.raises(CnnpipeError, match=r"became non-finite in epoch 1, step \d+ \(lr 1e\+06\)"):
-        train_lenet(digits, lr=1e6, epochs=2)
+        train_lenet(digits, lr=1e6, epochs=2, schedule="constant")
 
 
 def test_average_meter_weights_by_batch_size():

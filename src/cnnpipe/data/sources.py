@@ -22,7 +22,7 @@ from cnnpipe.config import DataConfig
 from cnnpipe.download import socket_timeout
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.files import resolve_path
-from cnnpipe.images import ImageError, read_picture
+from cnnpipe.images import ImageError, read_picture, to_pixels
 
 CHUNK_BYTES = 16 * 2**20  # decoded pixels held at a time, whatever the image size
 TORCHVISION = {
@@ -123,22 +123,18 @@ def _chunk(cfg: DataConfig) -> int:
 
 
 def _resize(images: np.ndarray, size: int, channels: int) -> np.ndarray:
-    import torch
-    import torch.nn.functional as F
+    """uint8 or 0..1 float images (N, H, W, C) -> uint8 (N, size, size, channels), each
+    converted and resized by Pillow exactly as a file from an image folder is."""
+    from PIL import Image
 
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-    if images.dtype == np.uint8:
-        x = x / 255.0
-    if x.shape[1] == 3 and channels == 1:
-        # ITU-R 601 luma, the weights Pillow's "L" conversion uses for image folders.
-        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    elif x.shape[1] == 1 and channels == 3:
-        x = x.expand(-1, 3, -1, -1)
-    if x.shape[-1] != size or x.shape[-2] != size:
-        shrink = size < max(x.shape[-2:])
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=shrink)
-    x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).contiguous().numpy()
+    if images.dtype != np.uint8:
+        images = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+    out = np.empty((len(images), size, size, channels), dtype=np.uint8)
+    for i, image in enumerate(images):
+        out[i] = to_pixels(
+            Image.fromarray(image[..., 0] if image.shape[2] == 1 else image), channels, size
+        )
+    return out
 
 
 # Image folders.

@@ -1,4 +1,4 @@
-"""The model registry: a name in params.yaml -> a function that builds the network.
+"""The model registry: a name in params.yaml -> the function that builds the network.
 
 Every builder takes the same arguments, so a stage never needs to know which family it
 is training: `build("resnet18", num_classes=10, in_channels=1, image_size=32)`.
@@ -7,13 +7,15 @@ Networks designed for 224x224 ImageNet images shrink a 32x32 image to almost not
 before their first real layer. Each family therefore has a small-input variant (a 3x3
 stride-1 stem and no early max-pool, as CIFAR implementations use) that `variant: auto`
 picks for images of SMALL_INPUT_MAX pixels or less.
+
+The table below is plain data, so validating params.yaml or listing the networks imports
+neither torch nor torchvision; a family's module (and with it torch, and torchvision for
+the families it supplies) is imported when one of its networks is built.
 """
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
-from torch import nn
 
 from cnnpipe.errors import CnnpipeError
 
@@ -24,21 +26,38 @@ INITS = ("default", "kaiming", "xavier")
 
 @dataclass(frozen=True)
 class Entry:
-    builder: Callable[..., nn.Module]
-    family: str
-    dropout: bool  # whether the family has dropout layers to configure
-    lrn: bool  # whether the original paper's LocalResponseNorm can be switched on
-    variants: bool  # whether small and ImageNet-sized inputs get different layouts
+    family: str  # the module of cnnpipe.models that builds it
+    dropout: bool = False  # whether the family has dropout layers to configure
+    lrn: bool = False  # whether the original paper's LocalResponseNorm can be switched on
+    variants: bool = True  # whether small and ImageNet-sized inputs get different layouts
 
 
-_REGISTRY: dict[str, Entry] = {}
+# In the order of the notes.
+_REGISTRY: dict[str, Entry] = {
+    "lenet": Entry("lenet", variants=False),
+    "alexnet": Entry("alexnet", dropout=True, lrn=True),
+    **{f"vgg{d}{bn}": Entry("vgg", dropout=True) for d in (11, 13, 16, 19) for bn in ("", "_bn")},
+    "googlenet": Entry("googlenet", dropout=True, lrn=True),
+    **{
+        name: Entry("resnet")
+        for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+    },
+    "resnext50_32x4d": Entry("resnet"),
+    **{
+        name: Entry("mobilenet", dropout=True)
+        for name in ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+    },
+}
+_BUILDERS: dict[str, Callable] = {}  # filled by the family modules as they are imported
 
 
-def register(name: str, family: str, dropout=False, lrn=False, variants=True):
+def register(name: str):
+    """Decorator of a family module: `builder` builds the registered network `name`."""
+
     def decorate(builder):
-        if name in _REGISTRY:
-            raise ValueError(f"model '{name}' is registered twice")
-        _REGISTRY[name] = Entry(builder, family, dropout, lrn, variants)
+        if name not in _REGISTRY:
+            raise ValueError(f"model '{name}' is built but not listed in the registry")
+        _BUILDERS[name] = builder
         return builder
 
     return decorate
@@ -87,7 +106,7 @@ def build(
     init: str = "default",
     dropout: float | None = None,
     lrn: bool = False,
-) -> nn.Module:
+):
     entry = _entry(name)
     check_options(name, dropout, lrn)
     if init not in INITS:
@@ -97,9 +116,14 @@ def build(
         options["dropout"] = dropout
     if entry.lrn:
         options["lrn"] = lrn
+    # Here torch (and torchvision, for its families) are imported: only to build a network.
+    from cnnpipe.models import layers
+
+    importlib.import_module(f"cnnpipe.models.{entry.family}")
+    builder = _BUILDERS[name]
 
     def make():
-        return entry.builder(
+        return builder(
             num_classes=num_classes,
             in_channels=in_channels,
             image_size=image_size,
@@ -107,45 +131,11 @@ def build(
             **options,
         )
 
-    _check_input_size(name, make, in_channels, image_size)
+    layers.check_input_size(name, make, in_channels, image_size)
     model = make()
     if init != "default":
-        initialize(model, init)
+        layers.initialize(model, init)
     return model
-
-
-def initialize(model: nn.Module, scheme: str) -> None:
-    """Re-initialise every conv and linear weight; biases start at zero."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d | nn.Linear):
-            if scheme == "kaiming":
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            else:
-                nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-
-
-def stem_conv(old: nn.Conv2d, in_channels: int, small: bool) -> nn.Conv2d:
-    """The first conv, rebuilt for `in_channels`, and as 3x3 stride 1 for small inputs."""
-    kernel, stride, padding = (3, 1, 1) if small else (old.kernel_size, old.stride, old.padding)
-    conv = nn.Conv2d(
-        in_channels,
-        old.out_channels,
-        kernel_size=kernel,
-        stride=stride,
-        padding=padding,
-        bias=old.bias is not None,
-    )
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    return conv
-
-
-def lrn() -> nn.LocalResponseNorm:
-    """LocalResponseNorm with the constants of the AlexNet paper (also used by GoogLeNet)."""
-    return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
 
 
 def _entry(name: str) -> Entry:
@@ -154,23 +144,3 @@ def _entry(name: str) -> Entry:
             f"model '{name}' is not registered; allowed: {', '.join(registered_names())}"
         )
     return _REGISTRY[name]
-
-
-def _check_input_size(name, make, in_channels: int, image_size: int) -> None:
-    """Run the network on a shape-only 'meta' tensor: a size it cannot take fails here,
-    in a clear sentence, instead of deep inside the first training step."""
-    with torch.device("meta"):
-        probe = make().eval()
-        try:
-            probe(torch.zeros(1, in_channels, image_size, image_size))
-        except RuntimeError as exc:
-            detail = " ".join(str(exc).split())[:200]
-            raise CnnpipeError(
-                f"{name} cannot take {image_size}x{image_size} images ({detail})"
-            ) from None
-
-
-# Importing a family's module registers its networks, in the order of the notes.
-# isort: off
-from cnnpipe.models import lenet, alexnet, vgg, googlenet, resnet, mobilenet  # noqa: E402, F401
-# isort: on

@@ -8,11 +8,12 @@ a 3x3 stride-1 stem instead.
 from torch import nn
 from torchvision import models as tvm
 
-from cnnpipe.models import lrn as make_lrn
-from cnnpipe.models import register, stem_conv
+from cnnpipe.models import register
+from cnnpipe.models.layers import lrn as make_lrn
+from cnnpipe.models.layers import stem_conv
 
 
-@register("alexnet", family="alexnet", dropout=True, lrn=True)
+@register("alexnet")
 def alexnet(num_classes, in_channels, image_size, small, dropout=0.5, lrn=False):
     model = tvm.alexnet(num_classes=num_classes, dropout=dropout)
     if small or in_channels != 3:

@@ -11,11 +11,12 @@ and skips the first two max-pools, as CIFAR GoogLeNets do.
 from torch import nn
 from torchvision import models as tvm
 
-from cnnpipe.models import lrn as make_lrn
-from cnnpipe.models import register, stem_conv
+from cnnpipe.models import register
+from cnnpipe.models.layers import lrn as make_lrn
+from cnnpipe.models.layers import stem_conv
 
 
-@register("googlenet", family="googlenet", dropout=True, lrn=True)
+@register("googlenet")
 def googlenet(num_classes, in_channels, image_size, small, dropout=0.2, lrn=False):
     model = tvm.googlenet(
         num_classes=num_classes, aux_logits=True, init_weights=True, dropout=dropout

@@ -39,6 +39,6 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register("lenet", family="lenet", variants=False)
+@register("lenet")
 def lenet(num_classes: int, in_channels: int, image_size: int, small: bool) -> nn.Module:
     return LeNet5(num_classes, in_channels, image_size)

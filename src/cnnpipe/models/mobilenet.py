@@ -7,11 +7,12 @@ than 1x1 before the classifier.
 
 from torchvision import models as tvm
 
-from cnnpipe.models import register, stem_conv
+from cnnpipe.models import register
+from cnnpipe.models.layers import stem_conv
 
 
 def _register(name):
-    @register(name, family="mobilenet", dropout=True)
+    @register(name)
     def builder(num_classes, in_channels, image_size, small, dropout=0.2):
         model = getattr(tvm, name)(num_classes=num_classes, dropout=dropout)
         stem = model.features[0]  # Conv2dNormActivation: conv, norm, activation

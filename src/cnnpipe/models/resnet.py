@@ -9,11 +9,12 @@ residual stage at full resolution.
 from torch import nn
 from torchvision import models as tvm
 
-from cnnpipe.models import register, stem_conv
+from cnnpipe.models import register
+from cnnpipe.models.layers import stem_conv
 
 
 def _register(name):
-    @register(name, family="resnet")
+    @register(name)
     def builder(num_classes, in_channels, image_size, small):
         model = getattr(tvm, name)(num_classes=num_classes)
         if small or in_channels != 3:

@@ -11,7 +11,8 @@ import math
 from torch import nn
 from torchvision import models as tvm
 
-from cnnpipe.models import register, stem_conv
+from cnnpipe.models import register
+from cnnpipe.models.layers import stem_conv
 
 
 def _build(name, num_classes, in_channels, image_size, small, dropout):
@@ -44,7 +45,7 @@ def _keep_pools(features: nn.Sequential, keep: int) -> nn.Sequential:
 
 
 def _register(name):
-    @register(name, family="vgg", dropout=True)
+    @register(name)
     def builder(num_classes, in_channels, image_size, small, dropout=0.5):
         return _build(name, num_classes, in_channels, image_size, small, dropout)
 
