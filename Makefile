@@ -44,7 +44,7 @@ lock:
 	  echo "-r requirements.lock"; \
 	  $(LOCK_VENV)/bin/python -m pip freeze --exclude cnnpipe | grep -vxFf requirements.lock; } \
 	  > requirements-dev.lock
-	rm -rf $(LOCK_VENV)
+	rm -rf $(LOCK_VENV) build
 
 lint: $(DEV_STAMP)
 	ruff check .

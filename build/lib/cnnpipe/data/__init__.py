@@ -1,1 +1,0 @@
-"""Data: sources that produce images, the prepared format they share, splits, batches."""
