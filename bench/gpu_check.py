@@ -63,7 +63,9 @@ def time_networks(workdir: Path, names: list[str], device: str, epochs: int, bat
     from cnnpipe.data.batches import DeviceData, channel_stats
     from cnnpipe.data.prepared import load_prepared
     from cnnpipe.data.split import load_split
-    from cnnpipe.train import evaluate, make_engine, seed_everything
+    from cnnpipe.device import seed_everything
+    from cnnpipe.engine import make_engine
+    from cnnpipe.inference import evaluate
 
     data, split = load_prepared(workdir / "data/prepared"), load_split(workdir / "data/split")
     mean, std = channel_stats(data.images, split["train"])

@@ -23,7 +23,9 @@ from cnnpipe.data.batches import DeviceData
 from cnnpipe.data.prepared import Prepared
 from cnnpipe.data.sources import open_source
 from cnnpipe.data.split import stratified_split
-from cnnpipe.train import fit, predict, seed_everything
+from cnnpipe.device import seed_everything
+from cnnpipe.engine import fit
+from cnnpipe.inference import predict
 
 
 def main():
@@ -55,12 +57,11 @@ def main():
         params = parse_params({**raw, "seed": seed})
         cfg = params.split
         split = stratified_split(data.labels, cfg.val, cfg.test, seed, cfg.fraction)
-        seed_everything(seed, params.train.deterministic)
+        seed_everything(seed)
         train, val, spec, engine = recipe.training(
             params, data, split["train"], split["val"], device, verbose=False
         )
-        _, best = fit(engine, train, val, params.epochs, params.batch_size, seed)
-        engine.module.load_state_dict(best)
+        engine.module.load_state_dict(fit(engine, train, val, params).state)
         index = split["test"]
         test = DeviceData(data.images[index], data.labels[index], spec.mean, spec.std, device)
         predicted = predict(engine.module, test, params.batch_size).argmax(1).numpy()

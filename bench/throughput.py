@@ -24,15 +24,10 @@ from cnnpipe import models
 from cnnpipe.config import DataConfig, TrainConfig
 from cnnpipe.data.batches import DeviceData, channel_stats
 from cnnpipe.data.sources import read_source
-from cnnpipe.train import (
-    Engine,
-    amp_dtype,
-    deterministic_pooling,
-    make_loss,
-    make_optimizer,
-    make_schedule,
-    seed_everything,
-)
+from cnnpipe.device import amp_dtype, deterministic_pooling, seed_everything, set_deterministic
+from cnnpipe.engine import Engine
+from cnnpipe.losses import make_loss
+from cnnpipe.optim import make_optimizer, make_schedule
 
 
 def plain_epoch(model, images, labels, mean, std, optimizer, batch_size, amp, channels_last):
@@ -84,7 +79,8 @@ def main():
 
     device = torch.device(args.device)
     deterministic = not args.fast
-    seed_everything(0, deterministic)
+    set_deterministic(deterministic, device)
+    seed_everything(0)
     images, labels, _ = read_source(DataConfig(image_size=32, channels=1))
     reps = -(-args.images // len(images))
     images, labels = (

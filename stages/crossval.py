@@ -8,15 +8,10 @@ compared. The folds train one after another in this process, also under train.np
 """
 
 import numpy as np
-import torch
 
-from cnnpipe import recipe, tracking
 from cnnpipe.config import load_params
-from cnnpipe.data.prepared import load_prepared
-from cnnpipe.data.split import fold_indices, load_folds
 from cnnpipe.errors import exit_on_error
 from cnnpipe.files import write_json
-from cnnpipe.train import fit, resolve_device, seed_everything
 
 RESULT = "metrics/crossval.json"
 
@@ -29,29 +24,30 @@ def main():
         write_json(RESULT, {"folds": k})
         print("split.folds is 1: no cross-validation")
         return
+    # Training needs torch, and tracking MLflow: imported only when there are folds to
+    # train, so the stage costs nothing without them.
+    import torch
+
+    from cnnpipe import recipe, tracking
+    from cnnpipe.data.prepared import load_prepared
+    from cnnpipe.data.split import fold_indices, load_folds
+    from cnnpipe.device import resolve_device, seed_everything, set_deterministic
+    from cnnpipe.engine import fit
+
     device = resolve_device(params.train.device)
+    set_deterministic(params.train.deterministic, device)
     data, folds = load_prepared("data/prepared"), load_folds("data/folds")
 
     results = {}
     with tracking.continue_run(params):
         for fold in range(1, k + 1):
-            seed_everything(params.seed, params.train.deterministic)
+            seed_everything(params.seed)
             train_idx, val_idx = fold_indices(folds, fold - 1)
             train, val, _, engine = recipe.training(
                 params, data, train_idx, val_idx, device, verbose=fold == 1
             )
             with tracking.nested_run(f"fold {fold}", params, fold=fold):
-                history, _ = fit(
-                    engine,
-                    train,
-                    val,
-                    epochs=params.epochs,
-                    batch_size=params.batch_size,
-                    seed=params.seed,
-                    patience=params.train.patience,
-                    on_epoch=tracking.log_epoch,
-                )
-                best = max(history, key=lambda row: row["val_acc"])
+                best = fit(engine, train, val, params, on_epoch=tracking.log_epoch).best
                 results[f"fold_{fold}"] = {"val_acc": best["val_acc"], "best_epoch": best["epoch"]}
                 tracking.log_metrics({"best_val_acc": best["val_acc"]})
             print(f"fold {fold}/{k}: val accuracy {best['val_acc']:.4f} (epoch {best['epoch']})")

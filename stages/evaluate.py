@@ -9,11 +9,12 @@ from cnnpipe.config import load_params
 from cnnpipe.data.batches import DeviceData
 from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
+from cnnpipe.device import resolve_device
 from cnnpipe.errors import exit_on_error
 from cnnpipe.files import write_csv, write_json
+from cnnpipe.inference import predict
 from cnnpipe.metrics import confusion, per_class_report
 from cnnpipe.plots import confusion_png, misclassified_png
-from cnnpipe.train import predict, resolve_device
 
 FIGURES = {
     "confusion": "metrics/confusion.png",

@@ -13,17 +13,13 @@ from cnnpipe.checkpoint import save_spec, save_weights
 from cnnpipe.config import load_params
 from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
+from cnnpipe.device import resolve_device, seed_everything, set_deterministic
+from cnnpipe.engine import fit
 from cnnpipe.errors import exit_on_error
 from cnnpipe.files import write_csv, write_json, write_text
 from cnnpipe.plots import curves_png
+from cnnpipe.resume import fingerprint, load_resume
 from cnnpipe.summary import format_table, layer_rows, summarize, title
-from cnnpipe.train import (
-    fingerprint,
-    fit,
-    load_resume,
-    resolve_device,
-    seed_everything,
-)
 
 RESUME_FILE = Path("models/train_state.pt")
 
@@ -35,10 +31,11 @@ def main():
     if cfg.nproc > 1 and not distributed.under_torchrun():
         distributed.relaunch(cfg.nproc, __file__)
     device = resolve_device(cfg.device)
+    set_deterministic(cfg.deterministic, device)
     rank, world = distributed.setup(device)
     device = distributed.local_device(device)
     main_process = rank == 0
-    seed_everything(params.seed, params.train.deterministic)
+    seed_everything(params.seed)
 
     # Data, normalised with the mean and std of the training split only; the model, its
     # optimiser, schedule and loss.
@@ -67,21 +64,18 @@ def main():
         if main_process and cfg.resume:
             extra = {"fingerprint": run_key, "run_id": run.info.run_id if run else None}
             checkpoint = (RESUME_FILE, extra)
-        history, best_state = fit(
+        fitted = fit(
             engine,
             train,
             val,
-            epochs=params.epochs,
-            batch_size=params.batch_size,
-            seed=params.seed,
-            patience=cfg.patience,
+            params,
             resume=resume,
             checkpoint=checkpoint,
             on_epoch=tracking.log_epoch if main_process else None,
             rank=rank,
             world=world,
         )
-        best = max(history, key=lambda row: row["val_acc"])
+        history, best = fitted.history, fitted.best
         scores = {"best_epoch": best["epoch"], "best_val_acc": best["val_acc"]}
         weights = hashlib.sha256(
             b"".join(v.cpu().numpy().tobytes() for v in engine.module.state_dict().values())
@@ -91,7 +85,7 @@ def main():
         if main_process:
             tracking.log_metrics(scores)
             # Save: the best weights, how to rebuild them, the curves and the layer table.
-            save_weights(best_state, "models/best.pth")
+            save_weights(fitted.state, "models/best.pth")
             save_spec(spec, "models/model.json")
             write_csv("metrics/history.csv", history)
             write_json("metrics/train.json", scores)

@@ -30,7 +30,7 @@ class ModelSpec:
     dropout: float | None = None
     lrn: bool = False
 
-    def build(self, init: str = "default") -> nn.Module:
+    def build(self, init: str = "default", probe: bool = True) -> nn.Module:
         return models.build(
             self.model,
             num_classes=self.num_classes,
@@ -40,6 +40,7 @@ class ModelSpec:
             init=init,
             dropout=self.dropout,
             lrn=self.lrn,
+            probe=probe,
         )
 
 
@@ -58,7 +59,7 @@ def load_model(weights: str | Path, spec_path: str | Path, device="cpu"):
         if not Path(p).exists():
             raise CnnpipeError(f"{p}: not found; run the train stage first")
     spec = ModelSpec(**read_json(spec_path))
-    model = spec.build()
+    model = spec.build(probe=False)  # its size was checked when it was trained
     state = torch.load(weights, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), spec

@@ -1,7 +1,10 @@
-"""Running means, accuracy and the per-class scores of a classifier."""
+"""Running means, accuracy and the per-class scores of a classifier.
+
+The per-class scores come from the confusion matrix in a few lines of NumPy: importing
+sklearn.metrics would take about 2 s of every evaluate run.
+"""
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
 class AverageMeter:
@@ -21,10 +24,15 @@ class AverageMeter:
 
 
 def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> list[dict]:
-    labels = np.arange(len(classes))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+    """Precision, recall, F1 and support of every class; a score with nothing to divide
+    by (a class never predicted, or absent) is 0."""
+    matrix = confusion(y_true, y_pred, len(classes))
+    hits = np.diag(matrix).astype(np.float64)
+    support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(hits), where=both > 0)
     return [
         {
             "class": name,
@@ -39,4 +47,5 @@ def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str])
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts, rows = true class, columns = predicted class."""
-    return confusion_matrix(y_true, y_pred, labels=np.arange(num_classes))
+    cells = np.asarray(y_true) * num_classes + np.asarray(y_pred)
+    return np.bincount(cells, minlength=num_classes**2).reshape(num_classes, num_classes)

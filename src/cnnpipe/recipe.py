@@ -8,8 +8,8 @@ import sys
 
 from cnnpipe.checkpoint import ModelSpec
 from cnnpipe.data.batches import Augment, channel_stats, place
+from cnnpipe.engine import make_engine
 from cnnpipe.models import resolve_variant
-from cnnpipe.train import make_engine
 from cnnpipe.transfer import freeze_backbone, load_pretrained
 
 

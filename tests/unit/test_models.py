@@ -8,8 +8,8 @@ from cnnpipe import models
 from cnnpipe.checkpoint import ModelSpec
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.export import compare, to_onnx
+from cnnpipe.losses import forward_loss
 from cnnpipe.predict import OnnxModel
-from cnnpipe.train import forward_loss
 
 TORCHVISION_BACKED = [name for name in models.registered_names() if name != "lenet"]
 ONE_PER_FAMILY = ["alexnet", "vgg11_bn", "googlenet", "resnet18", "mobilenet_v3_small"]

@@ -8,17 +8,12 @@ from cnnpipe.config import DataConfig, TrainConfig, parse_params
 from cnnpipe.data.batches import DeviceData, HostData, channel_stats
 from cnnpipe.data.sources import read_source
 from cnnpipe.data.split import stratified_split
+from cnnpipe.device import deterministic_pooling, seed_everything, set_deterministic
+from cnnpipe.engine import fit, make_engine
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.metrics import AverageMeter
-from cnnpipe.train import (
-    deterministic_pooling,
-    fit,
-    load_resume,
-    make_engine,
-    make_optimizer,
-    make_schedule,
-    seed_everything,
-)
+from cnnpipe.optim import make_optimizer, make_schedule
+from cnnpipe.resume import load_resume
 
 BATCH = 64
 
@@ -34,21 +29,32 @@ def digits():
     return spec, train, val
 
 
+def params_for(epochs, seed, optimizer="sgd", lr=0.05, **train):
+    return parse_params(
+        {
+            "lr": lr,
+            "epochs": epochs,
+            "seed": seed,
+            "optimizer": optimizer,
+            "batch_size": BATCH,
+            "train": train,
+        }
+    )
+
+
 def engine_for(digits, epochs, seed, optimizer="sgd", lr=0.05, **train):
     spec, train_data, _ = digits
-    params = parse_params(
-        {"lr": lr, "epochs": epochs, "seed": seed, "optimizer": optimizer, "train": train}
-    )
+    params = params_for(epochs, seed, optimizer, lr, **train)
     seed_everything(seed)
     model = spec.build()
     return make_engine(model, params, torch.device("cpu"), -(-len(train_data) // BATCH))
 
 
-def train_lenet(digits, epochs=3, seed=0, optimizer="sgd", lr=0.05, fit_options=None, **train):
+def train_lenet(digits, epochs=3, seed=0, optimizer="sgd", lr=0.05, **train):
     _, train_data, val = digits
     engine = engine_for(digits, epochs, seed, optimizer, lr, **train)
-    history, best = fit(engine, train_data, val, epochs, BATCH, seed, **(fit_options or {}))
-    return engine.module, history, best
+    fitted = fit(engine, train_data, val, params_for(epochs, seed, optimizer, lr, **train))
+    return engine.module, fitted.history, fitted.state
 
 
 CASES = [
@@ -123,21 +129,21 @@ def test_resumed_training_ends_exactly_like_an_uninterrupted_one(digits, tmp_pat
 
     path = tmp_path / "state.pt"
     first = engine_for(digits, 5, 3)
-    fit(first, train_data, val, 2, BATCH, 3, checkpoint=(path, {"fingerprint": "run"}))
+    fit(first, train_data, val, params_for(2, 3), checkpoint=(path, {"fingerprint": "run"}))
     # A new process would start from a freshly seeded, freshly initialised network.
     second = engine_for(digits, 5, 3)
     state = load_resume(path, "run", "cpu")
     assert len(state["history"]) == 2
     assert load_resume(path, "another run", "cpu") is None
-    history, best = fit(second, train_data, val, 5, BATCH, 3, resume=state)
-    assert history == full
-    assert all(torch.equal(best[k], full_best[k]) for k in best)
+    fitted = fit(second, train_data, val, params_for(5, 3), resume=state)
+    assert fitted.history == full
+    assert all(torch.equal(fitted.state[k], full_best[k]) for k in fitted.state)
     final = second.module.state_dict()
     assert all(torch.equal(final[k], v) for k, v in full_model.state_dict().items())
 
 
 def test_patience_stops_when_validation_stops_improving(digits):
-    _, history, _ = train_lenet(digits, epochs=6, lr=1e-9, fit_options={"patience": 2})
+    _, history, _ = train_lenet(digits, epochs=6, lr=1e-9, patience=2)
     assert len(history) == 3  # epoch 1 sets the best; 2 and 3 do not beat it
 
 
@@ -233,13 +239,17 @@ def test_deterministic_pooling_changes_no_number():
     torch.testing.assert_close(grad_swapped, grad, rtol=1e-5, atol=1e-6)
 
 
-def test_deterministic_flag_switches_torch_and_cudnn_modes():
+def test_deterministic_flag_switches_torch_and_cudnn_modes_for_cuda():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
     try:
-        seed_everything(0, deterministic=False)
+        set_deterministic(False, cuda)
         assert not torch.are_deterministic_algorithms_enabled()
         assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
-        seed_everything(0, deterministic=True)
+        set_deterministic(True, cuda)
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        set_deterministic(False, cpu)  # the CPU's kernels need no switch
+        assert torch.are_deterministic_algorithms_enabled()
     finally:
-        seed_everything(0)
+        set_deterministic(False, cuda)
+        torch.backends.cudnn.benchmark = False

@@ -8,8 +8,9 @@ from cnnpipe.checkpoint import ModelSpec, save_weights
 from cnnpipe.config import DataConfig, parse_params
 from cnnpipe.data.batches import DeviceData, channel_stats
 from cnnpipe.data.sources import read_source
+from cnnpipe.device import seed_everything
+from cnnpipe.engine import fit, make_engine
 from cnnpipe.errors import CnnpipeError
-from cnnpipe.train import fit, make_engine, seed_everything
 from cnnpipe.transfer import head_name
 
 from conftest import offline_env, run
@@ -64,7 +65,9 @@ def test_fine_tuning_a_checkpoint_trains_a_new_head_and_nothing_else(tmp_path, d
 
     data = DeviceData(images[keep], labels[keep], spec.mean, spec.std, "cpu")
     engine = make_engine(net, params, torch.device("cpu"), -(-len(data) // 16), frozen)
-    fit(engine, data, data, epochs=1, batch_size=16, seed=0)
+    fit(
+        engine, data, data, parse_params({"model": model, "epochs": 1, "batch_size": 16, "seed": 0})
+    )
 
     after = net.state_dict()
     changed = {k for k in after if not torch.equal(after[k], before[k])}

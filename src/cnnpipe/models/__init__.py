@@ -106,7 +106,10 @@ def build(
     init: str = "default",
     dropout: float | None = None,
     lrn: bool = False,
+    probe: bool = True,
 ):
+    """The network `name`, freshly initialised. `probe` runs it once to check that it can
+    take the image size; a network rebuilt from a trained model's spec needs no check."""
     entry = _entry(name)
     check_options(name, dropout, lrn)
     if init not in INITS:
@@ -122,17 +125,15 @@ def build(
     importlib.import_module(f"cnnpipe.models.{entry.family}")
     builder = _BUILDERS[name]
 
-    def make():
-        return builder(
-            num_classes=num_classes,
-            in_channels=in_channels,
-            image_size=image_size,
-            small=resolve_variant(variant, image_size) == "small",
-            **options,
-        )
-
-    layers.check_input_size(name, make, in_channels, image_size)
-    model = make()
+    model = builder(
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        small=resolve_variant(variant, image_size) == "small",
+        **options,
+    )
+    if probe:
+        layers.check_input_size(name, model, in_channels, image_size)
     if init != "default":
         layers.initialize(model, init)
     return model

@@ -41,15 +41,20 @@ def initialize(model: nn.Module, scheme: str) -> None:
                 nn.init.zeros_(module.bias)
 
 
-def check_input_size(name, make, in_channels: int, image_size: int) -> None:
-    """Run the network on a shape-only 'meta' tensor: a size it cannot take fails here,
-    in a clear sentence, instead of deep inside the first training step."""
-    with torch.device("meta"):
-        probe = make().eval()
-        try:
-            probe(torch.zeros(1, in_channels, image_size, image_size))
-        except RuntimeError as exc:
-            detail = " ".join(str(exc).split())[:200]
-            raise CnnpipeError(
-                f"{name} cannot take {image_size}x{image_size} images ({detail})"
-            ) from None
+def check_input_size(name: str, model: nn.Module, in_channels: int, image_size: int) -> None:
+    """Run the new network once on one blank image: a size it cannot take fails here, in a
+    clear sentence, instead of deep inside the first training step. (In eval mode and
+    without gradients, so no weight, statistic or random number changes.)"""
+    training = model.training
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else None
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, in_channels, image_size, image_size, device=device))
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise CnnpipeError(
+            f"{name} cannot take {image_size}x{image_size} images ({detail})"
+        ) from None
+    finally:
+        model.train(training)

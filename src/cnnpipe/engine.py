@@ -1,0 +1,187 @@
+"""The training engine: the network wrapped with its optimiser, schedule, loss and
+precision, the epoch loop, and `fit`, which trains and keeps the best epoch."""
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from cnnpipe import distributed
+from cnnpipe.device import amp_dtype, deterministic_pooling
+from cnnpipe.errors import CnnpipeError
+from cnnpipe.inference import evaluate
+from cnnpipe.losses import forward_loss, make_loss
+from cnnpipe.metrics import AverageMeter
+from cnnpipe.optim import make_optimizer, make_schedule
+from cnnpipe.progress import quiet
+from cnnpipe.resume import restore, save_resume
+from cnnpipe.transfer import param_groups
+
+
+def make_engine(model: nn.Module, params, device: torch.device, steps_per_epoch: int, frozen=()):
+    """The optimiser, schedule, loss and precision that params ask for, around `model`.
+
+    Only parameters that require gradients are optimised; `frozen` lists the layers that
+    stay in eval mode while the rest trains (see transfer.freeze_backbone).
+    """
+    cfg = params.train
+    channels_last = cfg.channels_last and device.type == "cuda"
+    if cfg.deterministic and device.type == "cuda":
+        model = deterministic_pooling(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    runner = distributed.wrap(model, device)
+    if cfg.compile:
+        runner = torch.compile(runner)
+    groups = param_groups(model, params.lr, params.net.head_lr)
+    optimizer = make_optimizer(params.optimizer, groups, params.lr, cfg)
+    dtype = amp_dtype(cfg.amp, device)
+    return Engine(
+        model=runner,
+        module=model,
+        optimizer=optimizer,
+        schedule=make_schedule(optimizer, cfg, params.lr, params.epochs, steps_per_epoch),
+        loss_fn=make_loss(cfg),
+        device=device,
+        amp=dtype,
+        channels_last=channels_last,
+        # fp16 needs loss scaling to keep small gradients from underflowing; bf16 does not.
+        scaler=torch.amp.GradScaler(device.type) if dtype == torch.float16 else None,
+        frozen=list(frozen),
+    )
+
+
+@dataclass
+class Engine:
+    """Everything one optimisation step needs."""
+
+    model: nn.Module  # what runs the steps: the network, maybe compiled or wrapped in DDP
+    module: nn.Module  # the plain network, whose state_dict is saved
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: object
+    device: torch.device
+    amp: torch.dtype | None = None
+    channels_last: bool = False
+    scaler: torch.amp.GradScaler | None = None
+    frozen: list[nn.Module] = field(default_factory=list)
+
+    def _prepare(self, images):
+        if self.channels_last:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def train_epoch(self, data, batch_size, generator, epoch, rank=0, world=1):
+        """One pass over this rank's share of the training split: (mean loss, accuracy)."""
+        self.model.train()
+        for layer in self.frozen:
+            layer.eval()
+        loss_meter = AverageMeter()
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        # The first non-finite step, found on the device: reading the loss every step
+        # would make the GPU wait for the CPU.
+        step = torch.zeros((), device=self.device, dtype=torch.long)
+        first_bad = torch.full((), -1, device=self.device, dtype=torch.long)
+        lrs = []
+        batches = data.batches(batch_size, True, generator, rank, world)
+        steps = -(-len(data) // world // batch_size)
+        progress = tqdm(
+            batches, total=steps, desc=f"epoch {epoch}", leave=False, disable=quiet() or rank != 0
+        )
+        for images, labels in progress:
+            lrs.append(self.optimizer.param_groups[0]["lr"])
+            self.optimizer.zero_grad(set_to_none=True)  # gradients accumulate unless cleared
+            with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+                logits, loss = forward_loss(self.model(self._prepare(images)), labels, self.loss_fn)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
+            self.schedule.step()
+            loss = loss.detach().float()
+            first_bad = torch.where(~torch.isfinite(loss) & (first_bad < 0), step, first_bad)
+            step += 1
+            loss_meter.update(loss, len(labels))  # a device tensor: summed without a sync
+            correct += (logits.argmax(1) == labels).sum()
+        bad = int(first_bad)
+        if bad >= 0:
+            raise CnnpipeError(
+                f"the training loss became non-finite in epoch {epoch}, step {bad + 1} "
+                f"(lr {lrs[bad]:.3g}); lower the learning rate or add warmup"
+            )
+        return float(loss_meter.avg), correct.item() / loss_meter.count
+
+
+@dataclass
+class Fitted:
+    """What one training run gives: every epoch's scores, the best one, and its weights."""
+
+    history: list[dict]
+    best: dict  # the history row of the best epoch
+    state: dict  # the network's weights after that epoch, on the CPU
+
+
+def fit(
+    engine: Engine,
+    train,
+    val,
+    params,
+    *,
+    resume=None,
+    checkpoint=None,
+    on_epoch=None,
+    rank=0,
+    world=1,
+) -> Fitted:
+    """Train for params.epochs (the train stage, and each cross-validation fold).
+
+    The best epoch has the highest validation accuracy (the earliest on ties). With
+    train.patience, training stops after that many epochs without improvement.
+    `checkpoint` (path, extra state) saves the state after every epoch; `resume`
+    continues from one.
+    """
+    batch_size, patience = params.batch_size, params.train.patience
+    generator = torch.Generator().manual_seed(params.seed)
+    history, best_acc, best_state, since_best = [], -1.0, None, 0
+    if resume:
+        restore(engine, resume, generator)
+        history, best_acc, since_best = resume["history"], resume["best_acc"], resume["since_best"]
+        best_state = resume["best_state"]
+    for epoch in range(len(history) + 1, params.epochs + 1):
+        if patience and since_best >= patience:
+            break
+        train_loss, train_acc = engine.train_epoch(train, batch_size, generator, epoch, rank, world)
+        val_loss, val_acc = evaluate(engine.module, val, batch_size, engine.amp)
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+        }
+        history.append(row)
+        if val_acc > best_acc:
+            best_acc, since_best = val_acc, 0
+            best_state = {
+                k: v.detach().cpu().clone() for k, v in engine.module.state_dict().items()
+            }
+        else:
+            since_best += 1
+        if checkpoint:
+            path, extra = checkpoint
+            state = {
+                "history": history,
+                "best_acc": best_acc,
+                "since_best": since_best,
+                "best_state": best_state,
+                **extra,
+            }
+            save_resume(path, engine, state, generator)
+        if on_epoch:
+            on_epoch(row)
+    best = max(history, key=lambda row: row["val_acc"])  # max keeps the earliest of ties
+    return Fitted(history, best, best_state)
