@@ -9,7 +9,9 @@ engine's extras (schedules, loss bookkeeping, non-finite checks, progress) cost.
     python bench/throughput.py --model resnet18 --device cuda --images 50000 --fast
 
 --fast allows the non-deterministic kernels (train.deterministic: false) for both loops:
-the two runs' images/s give the cost of deterministic training.
+the two runs' images/s give the cost of deterministic training. --augment gives the
+engine's batches 2-px random crops and flips (the plain loop has none): the ratio with
+and without it gives the cost of augmentation.
 """
 
 import argparse
@@ -22,7 +24,7 @@ from torch import nn
 
 from cnnpipe import models
 from cnnpipe.config import DataConfig, TrainConfig
-from cnnpipe.data.batches import DeviceData, channel_stats
+from cnnpipe.data.batches import Augment, DeviceData, channel_stats
 from cnnpipe.data.sources import read_source
 from cnnpipe.device import amp_dtype, deterministic_pooling, seed_everything, set_deterministic
 from cnnpipe.engine import Engine
@@ -75,6 +77,7 @@ def main():
     parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"])
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs; the best counts")
     parser.add_argument("--fast", action="store_true", help="non-deterministic kernels allowed")
+    parser.add_argument("--augment", action="store_true", help="crops and flips, engine only")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -89,6 +92,7 @@ def main():
     )
     mean, std = channel_stats(images)
     data = DeviceData(images, labels, mean, std, device)
+    augmented = DeviceData(images, labels, mean, std, device, Augment(2, True))
     amp = amp_dtype(args.amp, device)
     channels_last = device.type == "cuda"
     cfg = TrainConfig()
@@ -111,7 +115,9 @@ def main():
     epoch = iter(range(1, 1000))
 
     def project():
-        engine.train_epoch(data, args.batch_size, generator, next(epoch))
+        engine.train_epoch(
+            augmented if args.augment else data, args.batch_size, generator, next(epoch)
+        )
 
     # The plain loop on an identical copy.
     plain_model = build(args.model, device, channels_last, deterministic)
@@ -142,6 +148,7 @@ def main():
         "amp": str(amp).replace("torch.", "") if amp else "off",
         "batch_size": args.batch_size,
         "deterministic": deterministic,
+        "augment": args.augment,
         "images": len(data),
         "project_images_per_s": round(len(data) / project_s),
         "plain_images_per_s": round(len(data) / plain_s),

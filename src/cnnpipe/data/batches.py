@@ -56,7 +56,12 @@ class _Normalizer:
 
 class Augment:
     """Random crops from a zero-padded image and random horizontal flips, drawn for a whole
-    uint8 batch (B, C, H, W) at once on its device: no per-image Python work."""
+    uint8 batch (B, C, H, W) at once on its device: no per-image Python work.
+
+    Crop and flip are one gather: each output pixel's source row and column are computed
+    (the column read backwards for a flipped image) and read in a single indexing step;
+    a source outside the image is the black padding, so nothing is padded or copied first.
+    """
 
     def __init__(self, crop_padding: int = 0, hflip: bool = False):
         self.padding, self.hflip = crop_padding, hflip
@@ -65,21 +70,29 @@ class Augment:
         return bool(self.padding or self.hflip)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        n, _, height, width = images.shape
-        device = images.device
-        if self.hflip:
-            flip = (torch.rand(n, generator=generator) < 0.5).to(device)
-            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
-        if self.padding:
-            p = self.padding
-            padded = torch.nn.functional.pad(images, (p, p, p, p))
-            dy, dx = torch.randint(0, 2 * p + 1, (2, n), generator=generator).to(device)
-            rows = (dy[:, None] + torch.arange(height, device=device))[:, :, None]
-            cols = (dx[:, None] + torch.arange(width, device=device))[:, None, :]
-            batch = torch.arange(n, device=device)[:, None, None]
-            # Gathering (image, row, col) picks every image's own window in one step.
-            images = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
-        return images.contiguous()
+        n, channels, height, width = images.shape
+        device, p = images.device, self.padding
+        # Draws on the CPU generator, so the same seed gives the same batches anywhere.
+        shift = torch.randint(0, 2 * p + 1, (2, n), generator=generator) - p
+        flip = (
+            torch.rand(n, generator=generator) < 0.5
+            if self.hflip
+            else torch.zeros(n, dtype=torch.bool)
+        )
+        dy, dx, flip = shift[0].to(device), shift[1].to(device), flip.to(device)
+        ys, xs = torch.arange(height, device=device), torch.arange(width, device=device)
+        rows = dy[:, None] + ys  # (n, H): the source row of each output row
+        cols = torch.where(flip[:, None], width - 1 - xs, xs) + dx[:, None]  # (n, W)
+        inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[
+            :, None, :
+        ]
+        source = (
+            rows.clamp(0, height - 1)[:, :, None] * width + cols.clamp(0, width - 1)[:, None, :]
+        )
+        flat = images.reshape(n, channels, height * width)
+        picked = flat.gather(2, source.reshape(n, 1, -1).expand(-1, channels, -1))
+        # Zero where the source lies in the padding.
+        return (picked * inside.reshape(n, 1, -1)).reshape(n, channels, height, width)
 
 
 class DeviceData:
