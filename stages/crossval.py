@@ -4,7 +4,9 @@ mean and standard deviation go to metrics/ and, as nested runs, to MLflow.
 
 Each fold's score is its best epoch's val accuracy, the epoch picked on that same fold as
 the train stage picks its checkpoint: slightly optimistic, alike for every configuration
-compared. The folds train one after another in this process, also under train.nproc.
+compared. The folds train one after another; with `train.nproc: N` each fold trains with
+DistributedDataParallel on N processes, as the train stage does, and rank 0 alone logs
+and writes.
 """
 
 import numpy as np
@@ -28,29 +30,39 @@ def main():
     # train, so the stage costs nothing without them.
     import torch
 
-    from cnnpipe import recipe, tracking
+    from cnnpipe import distributed, recipe, tracking
     from cnnpipe.data.prepared import load_prepared
     from cnnpipe.data.split import fold_indices, load_folds
     from cnnpipe.device import resolve_device, seed_everything, set_deterministic
     from cnnpipe.engine import fit
 
+    if params.train.nproc > 1 and not distributed.under_torchrun():
+        distributed.relaunch(params.train.nproc, __file__)
     device = resolve_device(params.train.device)
     set_deterministic(params.train.deterministic, device)
+    rank, world = distributed.setup(device)
+    device = distributed.local_device(device)
+    main_process = rank == 0
     data, folds = load_prepared("data/prepared"), load_folds("data/folds")
 
     results = {}
-    with tracking.continue_run(params):
+    with tracking.continue_run(params, active=main_process):
         for fold in range(1, k + 1):
             seed_everything(params.seed)
             train_idx, val_idx = fold_indices(folds, fold - 1)
             train, val, _, engine = recipe.training(
-                params, data, train_idx, val_idx, device, verbose=fold == 1
+                params, data, train_idx, val_idx, device, world, main_process and fold == 1
             )
             with tracking.nested_run(f"fold {fold}", params, fold=fold):
-                best = fit(engine, train, val, params, on_epoch=tracking.log_epoch).best
+                log = tracking.log_epoch if main_process else None
+                fitted = fit(engine, train, val, params, on_epoch=log, rank=rank, world=world)
+                best = fitted.best
                 results[f"fold_{fold}"] = {"val_acc": best["val_acc"], "best_epoch": best["epoch"]}
                 tracking.log_metrics({"best_val_acc": best["val_acc"]})
-            print(f"fold {fold}/{k}: val accuracy {best['val_acc']:.4f} (epoch {best['epoch']})")
+            if main_process:
+                print(
+                    f"fold {fold}/{k}: val accuracy {best['val_acc']:.4f} (epoch {best['epoch']})"
+                )
             # The next fold's data placement looks at free GPU memory: free this one's.
             del train, val, engine
             if device.type == "cuda":
@@ -59,8 +71,13 @@ def main():
         scores = np.array([r["val_acc"] for r in results.values()])
         summary = {"mean": float(scores.mean()), "std": float(scores.std())}
         tracking.log_metrics({"cv_val_acc_mean": summary["mean"], "cv_val_acc_std": summary["std"]})
-    write_json(RESULT, {"folds": k, "val_acc": summary, **results})
-    print(f"{k}-fold val accuracy {summary['mean']:.4f} ± {summary['std']:.4f}")
+    if main_process:
+        write_json(RESULT, {"folds": k, "val_acc": summary, **results})
+        print(
+            f"{k}-fold val accuracy {summary['mean']:.4f} ± {summary['std']:.4f}, "
+            f"{world} process(es) a fold"
+        )
+    distributed.teardown()
 
 
 if __name__ == "__main__":

@@ -51,6 +51,13 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
+def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Element-wise sum of `values` over every process (itself when there is one)."""
+    if dist.is_initialized():
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

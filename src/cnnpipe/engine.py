@@ -113,7 +113,16 @@ class Engine:
                 f"the training loss became non-finite in epoch {epoch}, step {bad + 1} "
                 f"(lr {lrs[bad]:.3g}); lower the learning rate or add warmup"
             )
-        return float(loss_meter.avg), correct.item() / loss_meter.count
+        # The epoch's figures over every rank's batches, not this rank's shard alone.
+        totals = torch.stack(
+            [
+                torch.as_tensor(loss_meter.sum, device=self.device, dtype=torch.float64),
+                torch.as_tensor(loss_meter.count, device=self.device, dtype=torch.float64),
+                correct.to(torch.float64),
+            ]
+        )
+        loss_sum, count, right = distributed.sum_over_ranks(totals).tolist()
+        return loss_sum / count, right / count
 
 
 @dataclass

@@ -109,8 +109,12 @@ def start_run(params, run_id: str | None = None, active: bool = True):
 
 
 @contextlib.contextmanager
-def continue_run(params):
-    """Reopen the run the train stage started (evaluate, export)."""
+def continue_run(params, active: bool = True):
+    """Reopen the run the train stage started (crossval, evaluate, export). `active=False`
+    (ranks other than 0) logs nothing."""
+    if not active:
+        yield None
+        return
     experiment_id = _connect(params)
     if experiment_id is None:
         yield None

@@ -87,3 +87,15 @@ def test_torchrun_trains_with_ddp_on_two_gloo_processes(tmp_path):
     assert len(re.findall(r"rank \d/2: final weights", result.stdout)) == 2
     _, runs = mlflow_runs(repo)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+
+    # Cross-validation trains each fold the same way, logged as nested runs of that run.
+    result = run(["dvc", "exp", "run", "-S", "split.folds=2", "-S", "train.nproc=2"], repo)
+    assert "starting 2 training processes" in result.stdout
+    assert "2-fold val accuracy" in result.stdout and "2 process(es) a fold" in result.stdout
+    client, _ = mlflow_runs(repo)
+    parent = json.loads((repo / "metrics/mlflow_run.json").read_text())["mlflow_run_id"]
+    experiment = client.get_experiment_by_name("cnnpipe").experiment_id
+    folds = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
+    assert sorted(r.info.run_name for r in folds) == ["fold 1", "fold 2"]
+    assert all(r.info.status == "FINISHED" and "best_val_acc" in r.data.metrics for r in folds)
+    assert "Grad strides do not match" not in result.stdout + result.stderr

@@ -77,6 +77,7 @@ def test_image_folder_with_bad_files_trains_and_cross_validates(tmp_path):
 
 def test_on_bad_file_fail_names_the_files_and_writes_nothing(tmp_path):
     repo = image_clone(tmp_path, per_class=8, data__on_bad_file="fail")
+    committed = {p.name: p.read_bytes() for p in (repo / "metrics").iterdir()}
     result = run(["python", "stages/prepare.py"], repo, check=False)
     assert result.returncode == 1
     error = result.stderr.strip().splitlines()[-1]
@@ -84,4 +85,4 @@ def test_on_bad_file_fail_names_the_files_and_writes_nothing(tmp_path):
     assert "one/empty.png: empty file (0 bytes)" in error
     assert error.endswith("remove them or set data.on_bad_file: skip")
     assert list((repo / "data").iterdir()) == []  # no prepared set, no temporary left over
-    assert not (repo / "metrics").exists()
+    assert {p.name: p.read_bytes() for p in (repo / "metrics").iterdir()} == committed

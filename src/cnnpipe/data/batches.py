@@ -45,6 +45,18 @@ def epoch_order(n: int, shuffle: bool, generator, rank: int = 0, world: int = 1)
     return order
 
 
+def to_nchw(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> a tensor (N, C, H, W) with NCHW's own strides.
+
+    With one channel the permuted array already counts as contiguous, but its strides are
+    those of channels-last; batches cut from it, and the convolution gradients computed
+    from them, would keep that layout, while the weights are laid out as NCHW: DDP then
+    warns at every step that the gradients' strides do not match its buckets.
+    """
+    nchw = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    return nchw.clone(memory_format=torch.contiguous_format)
+
+
 class _Normalizer:
     def __init__(self, mean, std, device):
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
@@ -102,8 +114,7 @@ class DeviceData:
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, mean, std, device, augment=None):
-        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-        self.images = self.images.contiguous().to(device)
+        self.images = to_nchw(images).to(device)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
         self.normalize = _Normalizer(mean, std, device)
         self.augment = augment or None
@@ -131,8 +142,7 @@ class _Slices(Dataset):
         return len(self.labels)
 
     def __getitem__(self, idx):
-        images = torch.from_numpy(np.ascontiguousarray(self.images[idx])).permute(0, 3, 1, 2)
-        return images.contiguous(), torch.from_numpy(self.labels[idx])
+        return to_nchw(self.images[idx]), torch.from_numpy(self.labels[idx])
 
 
 class _Chunks:
