@@ -1,6 +1,7 @@
 """The training engine: the network wrapped with its optimiser, schedule, loss and
 precision, the epoch loop, and `fit`, which trains and keeps the best epoch."""
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -163,8 +164,19 @@ def fit(
     for epoch in range(len(history) + 1, params.epochs + 1):
         if patience and since_best >= patience:
             break
+        start = time.perf_counter()
         train_loss, train_acc = engine.train_epoch(train, batch_size, generator, epoch, rank, world)
+        seconds = time.perf_counter() - start  # train_epoch read the loss: the GPU is done
         val_loss, val_acc = evaluate(engine.module, val, batch_size, engine.amp)
+        if rank == 0:
+            # One plain line an epoch, also where no progress bar is drawn (dvc queue
+            # logs, CI): the bar shows the steps, this line what they achieved.
+            print(
+                f"epoch {epoch}/{params.epochs}: train loss {train_loss:.4f} acc "
+                f"{train_acc:.4f}, val loss {val_loss:.4f} acc {val_acc:.4f}, {seconds:.1f} s, "
+                f"{len(train) / seconds:,.0f} images/s",
+                flush=True,
+            )
         row = {
             "epoch": epoch,
             "train_loss": train_loss,

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -253,3 +255,14 @@ def test_deterministic_flag_switches_torch_and_cudnn_modes_for_cuda():
     finally:
         set_deterministic(False, cuda)
         torch.backends.cudnn.benchmark = False
+
+
+def test_every_epoch_prints_one_plain_line(digits, capsys):
+    train_lenet(digits, epochs=2)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 2
+    assert re.fullmatch(
+        r"epoch 2/2: train loss [\d.]+ acc [\d.]+, val loss [\d.]+ acc [\d.]+, [\d.]+ s, "
+        r"[\d,]+ images/s",
+        lines[1],
+    )
