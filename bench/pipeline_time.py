@@ -1,6 +1,6 @@
 """How long the default pipeline takes, stage by stage, against one plain script.
 
-In a temporary copy of this repository (its committed and uncommitted files, never its
+In a temporary clone of this repository (its committed and uncommitted files, never its
 outputs) the pipeline runs once to fill DVC's cache and the MLflow store. Then, alternating
 so that a busy moment of the machine hits both alike:
 
@@ -16,9 +16,7 @@ Finally `dvc exp run -S lr=0.01` times what one experiment of a sweep costs.
 
 import argparse
 import json
-import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,38 +26,14 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def copy_repo(dest: Path) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    env = git_env()
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
-        subprocess.run(cmd, cwd=dest, env=env, check=True)
-    return dest
-
-
-def git_env() -> dict:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    for who in ("AUTHOR", "COMMITTER"):
-        env[f"GIT_{who}_NAME"], env[f"GIT_{who}_EMAIL"] = "bench", "bench@cnnpipe.invalid"
-    return env
+# The tests' throwaway-clone helpers (tests/workspace.py needs no pytest).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from workspace import REPO, cli_env, make_clone  # noqa: E402
 
 
 def timed(cmd, cwd, **kwargs) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env=git_env(), capture_output=True, text=True, **kwargs)
+    done = subprocess.run(cmd, cwd=cwd, env=cli_env(), capture_output=True, text=True, **kwargs)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
@@ -82,7 +56,7 @@ def main():
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cnnpipe-bench-") as tmp:
-        repo = copy_repo(Path(tmp) / "repo")
+        repo = make_clone(Path(tmp) / "repo")
         stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
         plain = [sys.executable, str(REPO / "bench/plain_pipeline.py"), "--out", f"{tmp}/plain"]
         timed(["dvc", "repro"], repo)  # fills the cache and creates the MLflow store

@@ -22,9 +22,11 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image
-from pipeline_time import copy_repo, git_env
+
+# The tests' throwaway-clone helpers (tests/workspace.py needs no pytest).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from workspace import cli_env, make_clone, set_params  # noqa: E402
 
 CLASSES = 10
 SIZE = 64
@@ -49,7 +51,7 @@ def stage(repo: Path, name: str) -> dict:
     process = subprocess.Popen(
         [sys.executable, f"stages/{name}.py"],
         cwd=repo,
-        env=git_env(),
+        env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -58,17 +60,6 @@ def stage(repo: Path, name: str) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{name} failed:\n{process.stderr.read().decode()[-3000:]}")
     return {"s": seconds, "peak_mb": usage.ru_maxrss / 1024}
-
-
-def set_params(repo: Path, **values) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    for key, value in values.items():
-        *path, last = key.split(".")
-        section = params
-        for part in path:
-            section = section[part]
-        section[last] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def main():
@@ -83,7 +74,7 @@ def main():
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="cnnpipe-scale-") as tmp:
-        repo = copy_repo(Path(tmp) / "repo")
+        repo = make_clone(Path(tmp) / "repo")
         for count in map(int, args.sizes.split(",")):
             folder = Path(tmp) / f"images-{count}"
             start = time.perf_counter()
@@ -95,13 +86,13 @@ def main():
                 epochs=args.epochs,
                 batch_size=args.batch_size,
                 **{
-                    "data.source": "imagefolder",
-                    "data.root": str(folder),
-                    "data.channels": 3,
-                    "data.image_size": SIZE,
-                    "tracking.enabled": False,
-                    "train.device": args.device,
-                    "train.workers": args.workers,
+                    "data__source": "imagefolder",
+                    "data__root": str(folder),
+                    "data__channels": 3,
+                    "data__image_size": SIZE,
+                    "tracking__enabled": False,
+                    "train__device": args.device,
+                    "train__workers": args.workers,
                 },
             )
             prepared = stage(repo, "prepare")
@@ -109,7 +100,7 @@ def main():
             trained = len(np.load(repo / "data/split/train.npy"))
             tested = len(np.load(repo / "data/split/test.npy"))
             for placement in ("device", "host"):
-                set_params(repo, **{"train.data_placement": placement})
+                set_params(repo, train__data_placement=placement)
                 train, evaluate = stage(repo, "train"), stage(repo, "evaluate")
                 row = {
                     "images": count,

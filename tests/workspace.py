@@ -1,0 +1,74 @@
+"""A throwaway copy of this repository to run the real CLIs in, shared by the tests and
+the benchmarks (so it needs nothing but the standard library and PyYAML)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli_env(**extra) -> dict[str, str]:
+    """Environment for the real CLIs: this venv first on PATH, no outside MLflow server."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(
+        GIT_AUTHOR_NAME="cnnpipe tests",
+        GIT_AUTHOR_EMAIL="tests@cnnpipe.invalid",
+        GIT_COMMITTER_NAME="cnnpipe tests",
+        GIT_COMMITTER_EMAIL="tests@cnnpipe.invalid",
+    )
+    env.update(extra)
+    return env
+
+
+def run(cmd, cwd, check=True, **env) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        cmd, cwd=cwd, env=cli_env(**env), capture_output=True, text=True, shell=isinstance(cmd, str)
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{cmd} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def make_clone(dest: Path) -> Path:
+    """A fresh repository holding the working tree's files (committed or not), never its outputs.
+
+    Its stages import cnnpipe from this checkout's editable install: the same code.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    # dvc.lock records this checkout's own results; a fresh clone of main has none.
+    for name in filter(lambda n: n and n != "dvc.lock", listed):
+        src = REPO / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    run(["git", "init", "-q", "-b", "main"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-q", "-m", "clone for tests"], dest)
+    return dest
+
+
+def set_params(repo, **values):
+    """Edit params.yaml in a clone; `section__key=value` reaches nested keys."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for key, value in values.items():
+        *path, last = key.split("__")
+        section = params
+        for part in path:
+            section = section[part]
+        section[last] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
