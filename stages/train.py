@@ -18,6 +18,7 @@ from cnnpipe.engine import fit
 from cnnpipe.errors import exit_on_error
 from cnnpipe.files import write_csv, write_json, write_text
 from cnnpipe.plots import curves_png
+from cnnpipe.progress import say
 from cnnpipe.resume import fingerprint, load_resume
 from cnnpipe.summary import format_table, layer_rows, summarize, title
 
@@ -80,7 +81,7 @@ def main():
         weights = hashlib.sha256(
             b"".join(v.cpu().numpy().tobytes() for v in engine.module.state_dict().values())
         ).hexdigest()[:16]
-        print(f"rank {rank}/{world}: final weights {weights}", flush=True)
+        say(f"rank {rank}/{world}: final weights {weights}")
 
         if main_process:
             tracking.log_metrics(scores)

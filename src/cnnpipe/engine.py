@@ -15,7 +15,7 @@ from cnnpipe.inference import evaluate
 from cnnpipe.losses import forward_loss, make_loss
 from cnnpipe.metrics import AverageMeter
 from cnnpipe.optim import make_optimizer, make_schedule
-from cnnpipe.progress import quiet
+from cnnpipe.progress import quiet, say
 from cnnpipe.resume import restore, save_resume
 from cnnpipe.transfer import param_groups
 
@@ -171,11 +171,10 @@ def fit(
         if rank == 0:
             # One plain line an epoch, also where no progress bar is drawn (dvc queue
             # logs, CI): the bar shows the steps, this line what they achieved.
-            print(
+            say(
                 f"epoch {epoch}/{params.epochs}: train loss {train_loss:.4f} acc "
                 f"{train_acc:.4f}, val loss {val_loss:.4f} acc {val_acc:.4f}, {seconds:.1f} s, "
-                f"{len(train) / seconds:,.0f} images/s",
-                flush=True,
+                f"{len(train) / seconds:,.0f} images/s"
             )
         row = {
             "epoch": epoch,
