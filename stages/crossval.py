@@ -46,19 +46,20 @@ def main():
     data, folds = load_prepared("data/prepared"), load_folds("data/folds")
 
     results = {}
-    with tracking.continue_run(params, active=main_process):
+    with tracking.continue_run(params, active=main_process) as run:
         for fold in range(1, k + 1):
             seed_everything(params.seed)
             train_idx, val_idx = fold_indices(folds, fold - 1)
             train, val, _, engine = recipe.training(
                 params, data, train_idx, val_idx, device, world, main_process and fold == 1
             )
-            with tracking.nested_run(f"fold {fold}", params, fold=fold):
-                log = tracking.log_epoch if main_process else None
-                fitted = fit(engine, train, val, params, on_epoch=log, rank=rank, world=world)
+            with run.nested(f"fold {fold}", params, fold=fold) as fold_run:
+                fitted = fit(
+                    engine, train, val, params, on_epoch=fold_run.log_epoch, rank=rank, world=world
+                )
                 best = fitted.best
                 results[f"fold_{fold}"] = {"val_acc": best["val_acc"], "best_epoch": best["epoch"]}
-                tracking.log_metrics({"best_val_acc": best["val_acc"]})
+                fold_run.log_metrics({"best_val_acc": best["val_acc"]})
             if main_process:
                 print(
                     f"fold {fold}/{k}: val accuracy {best['val_acc']:.4f} (epoch {best['epoch']})"
@@ -70,7 +71,7 @@ def main():
 
         scores = np.array([r["val_acc"] for r in results.values()])
         summary = {"mean": float(scores.mean()), "std": float(scores.std())}
-        tracking.log_metrics({"cv_val_acc_mean": summary["mean"], "cv_val_acc_std": summary["std"]})
+        run.log_metrics({"cv_val_acc_mean": summary["mean"], "cv_val_acc_std": summary["std"]})
     if main_process:
         write_json(RESULT, {"folds": k, "val_acc": summary, **results})
         print(

@@ -56,9 +56,9 @@ def main():
     test_images = data.images[test_idx]
     misclassified_png(test_images, y_true, y_pred, spec.classes, FIGURES["misclassified"])
 
-    with tracking.continue_run(params):
-        tracking.log_metrics(scores)
-        tracking.log_files(
+    with tracking.continue_run(params) as run:
+        run.log_metrics(scores)
+        run.log_files(
             *FIGURES.values(), "metrics/per_class.csv", "metrics/confusion.csv", folder="evaluate"
         )
     print(f"test accuracy {scores['test_acc']:.4f} on {len(test)} images")

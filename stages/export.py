@@ -50,14 +50,14 @@ def main():
         print(f"warning: {warning}", file=sys.stderr)
     write_json("metrics/export.json", parity)
 
-    with tracking.continue_run(params):
-        tracking.log_metrics(parity)
+    with tracking.continue_run(params) as run:
+        run.log_metrics(parity)
         files = [*EXPORTS.values(), "models/model_state_dict.pth"]
         if cfg.full_pickle:
             files.append("models/unsafe_pickle/model_full.pth")
-        tracking.log_files(*files, folder="model")
+        run.log_files(*files, folder="model")
         test_acc = read_json("metrics/evaluate.json")["test_acc"]
-        log_models(model, EXPORTS["onnx"], images[:2], params.tracking, test_acc)
+        log_models(run, model, EXPORTS["onnx"], images[:2], params.tracking, test_acc)
     print(
         f"exported {', '.join(EXPORTS.values())}: max |logit diff| "
         f"{parity['onnx_max_abs_diff']:.2e} (ONNX), {parity['torchscript_max_abs_diff']:.2e} "

@@ -56,14 +56,14 @@ def main():
     with tracking.start_run(params, run_id=run_id, active=main_process) as run:
         if resume and main_process:
             print(f"resuming after epoch {len(resume['history'])} from {RESUME_FILE}")
-            tracking.log_missing_epochs(resume["history"])
+            run.log_missing_epochs(resume["history"])
         elif main_process:
             bad_files = len(data.report.get("bad_files", []))
-            tracking.log_metrics({"data_images": len(data.labels), "data_bad_files": bad_files})
-            tracking.log_files("data/prepared/report.json", folder="data")
+            run.log_metrics({"data_images": len(data.labels), "data_bad_files": bad_files})
+            run.log_files("data/prepared/report.json", folder="data")
         checkpoint = None
         if main_process and cfg.resume:
-            extra = {"fingerprint": run_key, "run_id": run.info.run_id if run else None}
+            extra = {"fingerprint": run_key, "run_id": run.id}
             checkpoint = (RESUME_FILE, extra)
         fitted = fit(
             engine,
@@ -72,7 +72,7 @@ def main():
             params,
             resume=resume,
             checkpoint=checkpoint,
-            on_epoch=tracking.log_epoch if main_process else None,
+            on_epoch=run.log_epoch,
             rank=rank,
             world=world,
         )
@@ -84,7 +84,7 @@ def main():
         say(f"rank {rank}/{world}: final weights {weights}")
 
         if main_process:
-            tracking.log_metrics(scores)
+            run.log_metrics(scores)
             # Save: the best weights, how to rebuild them, the curves and the layer table.
             save_weights(fitted.state, "models/best.pth")
             save_spec(spec, "models/model.json")
@@ -93,10 +93,8 @@ def main():
             curves_png(history, "metrics/curves.png")
             write_text("metrics/model_summary.txt", format_table(summary, heading))
             write_csv("metrics/model_summary.csv", layer_rows(summary))
-            tracking.log_files("metrics/history.csv", "metrics/curves.png", folder="train")
-            tracking.log_files(
-                "metrics/model_summary.txt", "metrics/model_summary.csv", folder="model"
-            )
+            run.log_files("metrics/history.csv", "metrics/curves.png", folder="train")
+            run.log_files("metrics/model_summary.txt", "metrics/model_summary.csv", folder="model")
             RESUME_FILE.unlink(missing_ok=True)
             print(f"best epoch {best['epoch']}: val accuracy {best['val_acc']:.4f} on {device}")
     distributed.teardown()

@@ -11,17 +11,17 @@ the PyTorch model becomes a new version of the registered model, and the alias
 import numpy as np
 
 from cnnpipe.environment import pins
-from cnnpipe.tracking import retry, store_lock, tracked
+from cnnpipe.tracking import retry, store_lock
 
 CHAMPION = "champion"
 SCORE_TAG = "test_acc"
 
 
-def log_models(model, onnx_path, example: np.ndarray, tracking_cfg, test_acc: float):
-    """Log both models to the open run; returns the PyTorch model's URI (None untracked)."""
-    mlflow = tracked()
-    if mlflow is None:
+def log_models(run, model, onnx_path, example: np.ndarray, tracking_cfg, test_acc: float):
+    """Log both models to `run`; returns the PyTorch model's URI (None untracked)."""
+    if not run:
         return None
+    import mlflow
     import onnx
     import onnxruntime
     import torch

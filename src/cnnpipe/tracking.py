@@ -8,6 +8,9 @@ MLFLOW_TRACKING_URI, when set, overrides all of this. With `tracking.enabled: fa
 nothing is logged and MLflow is not even imported; with `tracking.required: false` an
 unreachable store is reported and the pipeline goes on untracked.
 
+Stages log through the `Run` that start_run/continue_run hand them: an untracked run is
+a `Run` too, one whose calls do nothing, so no call depends on hidden module state.
+
 Queued experiments run side by side on the one SQLite file. Its schema is created under
 a file lock, so only one process migrates it; it is switched to write-ahead logging so
 readers never block the writer; connections wait for a busy database instead of failing
@@ -31,7 +34,6 @@ from cnnpipe.errors import CnnpipeError
 from cnnpipe.files import project_root, read_json, write_json
 
 RUN_FILE = Path("metrics/mlflow_run.json")
-_enabled = False  # whether this process logs to MLflow; set when a run is opened
 
 
 BUSY_TIMEOUT = 60  # seconds a SQLite connection waits for another process's write
@@ -85,56 +87,119 @@ def retry(call, *args, attempts: int = 8, **kwargs):
             time.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random()))
 
 
+class Run:
+    """The MLflow run a stage logs to. `Run()` is no run at all (tracking off, a rank other
+    than 0, a store given up on with `tracking.required: false`): its calls do nothing,
+    and MLflow is never imported for it."""
+
+    def __init__(self, run_id: str | None = None, experiment_id: str | None = None):
+        self.id = run_id
+        self.experiment_id = experiment_id
+
+    def __bool__(self) -> bool:
+        return self.id is not None
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if self:
+            import mlflow
+
+            retry(mlflow.log_metrics, metrics, step=step, run_id=self.id)
+
+    def log_epoch(self, row: dict) -> None:
+        """Per-epoch metrics, the epoch as the step, so MLflow draws curves over epochs."""
+        self.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+
+    def log_missing_epochs(self, history: list[dict]) -> None:
+        """After a resume: the epochs whose metrics the killed process did not log."""
+        if self:
+            import mlflow
+
+            metric = mlflow.MlflowClient().get_metric_history
+            logged = {m.step for m in retry(metric, self.id, "val_acc")}
+            for row in history:
+                if row["epoch"] not in logged:
+                    self.log_epoch(row)
+
+    def log_files(self, *paths: str | Path, folder: str | None = None) -> None:
+        if self:
+            import mlflow
+
+            client = mlflow.MlflowClient()
+            for path in paths:
+                retry(client.log_artifact, self.id, str(path), artifact_path=folder)
+
+    @contextlib.contextmanager
+    def nested(self, name: str, params, **extra):
+        """A child run (one cross-validation fold, say) with its own params and this
+        run's tags (copied: hashing the data again for every child would be waste)."""
+        if not self:
+            yield Run()
+            return
+        import mlflow
+
+        tags = retry(mlflow.MlflowClient().get_run, self.id).data.tags
+        child = retry(
+            mlflow.start_run,
+            experiment_id=self.experiment_id,
+            run_name=name,
+            nested=True,
+            tags={k: v for k, v in tags.items() if not k.startswith("mlflow.")},
+        )
+        with child as run, _record_failure():
+            retry(mlflow.log_params, {**flatten(params), **extra})
+            yield Run(run.info.run_id, self.experiment_id)
+
+
 @contextlib.contextmanager
 def start_run(params, run_id: str | None = None, active: bool = True):
-    """Open this pipeline run's MLflow run (the train stage) and record its id.
+    """Open this pipeline run's MLflow run (the train stage), record its id, and yield it.
 
     `run_id` reopens the run of a training that was killed and is now resumed, so the
     pipeline run stays one MLflow run. `active=False` (ranks other than 0) logs nothing.
     """
     if not active:
-        yield None
+        yield Run()
         return
     experiment_id = _connect(params)
     if experiment_id is None:
         write_json(RUN_FILE, {"mlflow_run_id": None})
-        yield None
+        yield Run()
         return
     import mlflow
 
     context = retry(mlflow.start_run, run_id=run_id) if run_id else _new_run(experiment_id, params)
     with context as run, _record_failure():
         write_json(RUN_FILE, {"mlflow_run_id": run.info.run_id})
-        yield run
+        yield Run(run.info.run_id, experiment_id)
 
 
 @contextlib.contextmanager
 def continue_run(params, active: bool = True):
-    """Reopen the run the train stage started (crossval, evaluate, export). `active=False`
-    (ranks other than 0) logs nothing."""
+    """Reopen the run the train stage started (crossval, evaluate, export) and yield it.
+    `active=False` (ranks other than 0) logs nothing."""
     if not active:
-        yield None
+        yield Run()
         return
     experiment_id = _connect(params)
     if experiment_id is None:
-        yield None
+        yield Run()
         return
     import mlflow
     from mlflow.exceptions import MlflowException
 
     run_id = read_json(RUN_FILE)["mlflow_run_id"] if RUN_FILE.exists() else None
     try:
-        active = retry(mlflow.start_run, run_id=run_id) if run_id else None
+        reopened = retry(mlflow.start_run, run_id=run_id) if run_id else None
     except MlflowException:
-        active = None
-    if active is None:
+        reopened = None
+    if reopened is None:
         # Train ran untracked, or the store was moved or deleted since: keep tracking in
         # a fresh run. RUN_FILE belongs to the train stage's outputs; it is left alone.
         why = f"MLflow run {run_id} is not in" if run_id else "train logged no MLflow run to"
         print(f"warning: {why} {tracking_uri()}; logging to a new run", file=sys.stderr)
-        active = _new_run(experiment_id, params)
-    with active as run, _record_failure():
-        yield run
+        reopened = _new_run(experiment_id, params)
+    with reopened as run, _record_failure():
+        yield Run(run.info.run_id, experiment_id)
 
 
 @contextlib.contextmanager
@@ -168,8 +233,6 @@ def _connect(params) -> str | None:
     An unreachable store stops the stage within seconds, before any work is done, or with
     `tracking.required: false` lets it go on untracked. Either way no output is touched.
     """
-    global _enabled
-    _enabled = False
     if not params.tracking.enabled:
         print("MLflow tracking is off (tracking.enabled: false)", file=sys.stderr)
         return None
@@ -193,7 +256,6 @@ def _connect(params) -> str | None:
             file=sys.stderr,
         )
         return None
-    _enabled = True
     return experiment_id
 
 
@@ -276,63 +338,3 @@ def _git(*args) -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return out.stdout.strip()
-
-
-def tracked():
-    """The mlflow module while this process tracks a run, else None (and MLflow unimported)."""
-    if not _enabled:
-        return None
-    import mlflow
-
-    return mlflow
-
-
-@contextlib.contextmanager
-def nested_run(name: str, params, **extra):
-    """A child of the open run (one cross-validation fold, say), with its own params and
-    the parent's tags (copied: hashing the data again for every child would be waste)."""
-    mlflow = tracked()
-    if mlflow is None:
-        yield None
-        return
-    parent = mlflow.active_run().info
-    tags = retry(mlflow.MlflowClient().get_run, parent.run_id).data.tags
-    child = retry(
-        mlflow.start_run,
-        experiment_id=parent.experiment_id,
-        run_name=name,
-        nested=True,
-        tags={k: v for k, v in tags.items() if not k.startswith("mlflow.")},
-    )
-    with child as run, _record_failure():
-        retry(mlflow.log_params, {**flatten(params), **extra})
-        yield run
-
-
-def log_epoch(row: dict) -> None:
-    """Per-epoch metrics, with the epoch as the step so MLflow draws curves over epochs."""
-    if mlflow := tracked():
-        metrics = {k: v for k, v in row.items() if k != "epoch"}
-        retry(mlflow.log_metrics, metrics, step=row["epoch"])
-
-
-def log_missing_epochs(history: list[dict]) -> None:
-    """After a resume: log the epochs whose metrics the killed process did not get to log."""
-    if mlflow := tracked():
-        run_id = mlflow.active_run().info.run_id
-        client = mlflow.MlflowClient()
-        logged = {m.step for m in retry(client.get_metric_history, run_id, "val_acc")}
-        for row in history:
-            if row["epoch"] not in logged:
-                log_epoch(row)
-
-
-def log_metrics(metrics: dict[str, float]) -> None:
-    if mlflow := tracked():
-        retry(mlflow.log_metrics, metrics)
-
-
-def log_files(*paths: str | Path, folder: str | None = None) -> None:
-    if mlflow := tracked():
-        for path in paths:
-            mlflow.log_artifact(str(path), artifact_path=folder)
