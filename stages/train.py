@@ -61,6 +61,7 @@ def main():
             bad_files = len(data.report.get("bad_files", []))
             run.log_metrics({"data_images": len(data.labels), "data_bad_files": bad_files})
             run.log_files("data/prepared/report.json", folder="data")
+            run.log_datasets(params.data.source, split, len(data.classes))
         checkpoint = None
         if main_process and cfg.resume:
             extra = {"fingerprint": run_key, "run_id": run.id}

@@ -36,7 +36,8 @@ def cmd_summary(args) -> None:
 
 
 def cmd_predict(args) -> int:
-    from cnnpipe.predict import open_model, predict_files
+    from cnnpipe.model_files import open_model
+    from cnnpipe.predict import predict_files
 
     model = open_model(args.model)
     target = Path(args.target)

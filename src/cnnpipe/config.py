@@ -112,6 +112,7 @@ class TrackingConfig:
     experiment: str = "cnnpipe"
     register: bool = False
     model_name: str = "cnnpipe"
+    system_metrics: bool = False
 
 
 @dataclass(frozen=True)

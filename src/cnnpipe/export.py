@@ -1,5 +1,9 @@
 """Export a trained network (ONNX, TorchScript, optionally a whole pickle) and check that each
-exported file computes what the PyTorch model does."""
+exported file computes what the PyTorch model does.
+
+What goes into the files is the shipped classifier (classifier.py: uint8 images in,
+probabilities out) with the metadata model_files.py defines.
+"""
 
 import json
 import warnings
@@ -9,35 +13,37 @@ import numpy as np
 import onnx
 import torch
 
-from cnnpipe.checkpoint import ModelSpec
+from cnnpipe.classifier import ImageClassifier
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.files import atomic_path, write_text
-from cnnpipe.predict import METADATA_FILE, Preprocessing
+from cnnpipe.model_files import (
+    INPUT,
+    METADATA_FILE,
+    OUTPUT,
+    TORCHSCRIPT_DEPRECATION,
+    Metadata,
+)
 
 
-def metadata(spec: ModelSpec) -> dict[str, str]:
-    return Preprocessing.from_spec(spec).to_metadata()
+def example_images(metadata: Metadata, n: int = 2) -> torch.Tensor:
+    size = metadata.image_size
+    return torch.zeros(n, size, size, metadata.in_channels, dtype=torch.uint8)
 
 
-def _example(spec: ModelSpec) -> torch.Tensor:
-    return torch.zeros(2, spec.in_channels, spec.image_size, spec.image_size)
-
-
-def to_onnx(model: torch.nn.Module, spec: ModelSpec, path: str | Path, opset: int) -> None:
-    """Write one self-contained ONNX file with a dynamic batch axis and the spec as metadata."""
-    model = model.eval()  # inference graph: dropout off, BatchNorm frozen, aux heads dropped
+def to_onnx(model: ImageClassifier, metadata: Metadata, path: str | Path, opset: int) -> None:
+    """Write one self-contained ONNX file with a dynamic batch axis and the metadata."""
     program = torch.onnx.export(
-        model,
-        (_example(spec),),
+        model.eval(),
+        (example_images(metadata),),
         dynamo=True,
         opset_version=opset,
-        input_names=["image"],
-        output_names=["logits"],
+        input_names=[INPUT],
+        output_names=[OUTPUT],
         dynamic_shapes=({0: torch.export.Dim("batch")},),
         verbose=False,
     )
     proto = program.model_proto
-    for key, value in metadata(spec).items():
+    for key, value in metadata.to_props().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     # Weights inside the one file, so Netron and ONNX Runtime need nothing beside it.
@@ -45,28 +51,13 @@ def to_onnx(model: torch.nn.Module, spec: ModelSpec, path: str | Path, opset: in
     onnx.checker.check_model(str(path), full_check=True)
 
 
-# TorchScript is deprecated in favour of torch.export from PyTorch 2.14 on, but it is the
-# format that Netron draws as a graph under a .pt name and that libtorch loads from C++.
-_TORCHSCRIPT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
-
-
-def to_torchscript(model: torch.nn.Module, spec: ModelSpec, path: str | Path) -> None:
+def to_torchscript(model: ImageClassifier, metadata: Metadata, path: str | Path) -> None:
     """A traced TorchScript program with the metadata stored inside the archive."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", _TORCHSCRIPT_DEPRECATION, FutureWarning)
-        traced = torch.jit.trace(model.eval(), _example(spec))
-        extra = {METADATA_FILE: json.dumps(metadata(spec), ensure_ascii=False)}
+        warnings.filterwarnings("ignore", TORCHSCRIPT_DEPRECATION, FutureWarning)
+        traced = torch.jit.trace(model.eval(), example_images(metadata))
+        extra = {METADATA_FILE: json.dumps(metadata.to_props(), ensure_ascii=False)}
         torch.jit.save(traced, str(path), _extra_files=extra)
-
-
-def load_torchscript(path: str | Path):
-    """(module, metadata) of a TorchScript file written by to_torchscript."""
-    extra = {METADATA_FILE: ""}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", _TORCHSCRIPT_DEPRECATION, FutureWarning)
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    meta = json.loads(extra[METADATA_FILE]) if extra[METADATA_FILE] else {}
-    return module.eval(), meta
 
 
 PICKLE_WARNING = (
@@ -92,23 +83,35 @@ def save_full_pickle(model: torch.nn.Module, folder: str | Path, enabled: bool) 
     return warning
 
 
-def compare(name: str, logits: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """How far an exported model's logits are from PyTorch's on the same images."""
+def reference(model: ImageClassifier, images: np.ndarray, batch: int = 256):
+    """PyTorch's probabilities for uint8 images, and the largest |logit| (the gate's scale)."""
+    probs, scale = [], 0.0
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            logits = model.logits(torch.from_numpy(images[start : start + batch]))
+            probs.append(logits.softmax(dim=1).numpy())
+            scale = max(scale, float(logits.abs().max()))
+    return np.concatenate(probs), scale
+
+
+def compare(name: str, probs: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """How far an exported model's probabilities are from PyTorch's on the same images."""
     return {
-        f"{name}_max_abs_diff": float(np.abs(logits - reference).max()),
-        f"{name}_top1_agreement": float((logits.argmax(1) == reference.argmax(1)).mean()),
+        f"{name}_max_abs_diff": float(np.abs(probs - reference).max()),
+        f"{name}_top1_agreement": float((probs.argmax(1) == reference.argmax(1)).mean()),
     }
 
 
 def check_parity(result, name: str, atol: float, rtol: float, min_agreement: float) -> None:
     """Fail unless max |exported - PyTorch| <= atol + rtol * max |PyTorch logit| and the top-1
-    classes agree often enough. The relative part keeps the gate fair to networks whose
-    logits are large, where float32 rounding alone moves them by more than atol."""
+    classes agree often enough. Softmax moves a probability by at most half of what its
+    logits move, so the allowance follows the logits' scale: networks with large logits,
+    where float32 rounding alone moves them by more than atol, are judged fairly."""
     diff, scale = result[f"{name}_max_abs_diff"], result["max_abs_logit"]
     allowed = atol + rtol * scale
     if diff > allowed:
         raise CnnpipeError(
-            f"{name} logits differ from PyTorch by {diff:.3g}, more than "
+            f"{name} probabilities differ from PyTorch by {diff:.3g}, more than "
             f"export.atol + export.rtol * {scale:.3g} = {allowed:.3g}"
         )
     agreement = result[f"{name}_top1_agreement"]

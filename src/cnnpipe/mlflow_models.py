@@ -1,12 +1,21 @@
-"""The trained network as MLflow models, and the registry's champion.
+"""The trained model as MLflow models, and the registry's champion.
 
-The export stage logs the network with `mlflow.pytorch.log_model` (MLflow stores it with
-torch.export, so loading it needs neither cnnpipe nor the network's Python class) and
-the ONNX file with `mlflow.onnx.log_model`, both with a signature and an input example:
-normalised images (N, C, H, W) in, logits (N, classes) out. With `tracking.register`
-the PyTorch model becomes a new version of the registered model, and the alias
-`champion` points at the version with the best test accuracy.
+The export stage logs three models, each taking uint8 images (N, H, W, C) with the
+preprocessing inside (model_files.py), with a signature, an input example and the class
+names in its metadata:
+
+- `pytorch`: the network with its preprocessing, probabilities out. MLflow stores it
+  with torch.export, so loading it needs neither cnnpipe nor the network's Python class.
+- `onnx`: the exported ONNX file, probabilities out.
+- `classifier`: a Python model (mlflow_classifier.py, stored as code) around the ONNX
+  file that answers with the top class name, its probability and all probabilities:
+  what `mlflow models serve` and `mlflow.pyfunc.load_model` give their users.
+
+With `tracking.register` the classifier becomes a new version of the registered model,
+and the alias `champion` points at the version with the best test accuracy.
 """
+
+from pathlib import Path
 
 import numpy as np
 
@@ -15,28 +24,31 @@ from cnnpipe.tracking import retry, store_lock
 
 CHAMPION = "champion"
 SCORE_TAG = "test_acc"
+CLASSIFIER_CODE = Path(__file__).with_name("mlflow_classifier.py")
 
 
-def log_models(run, model, onnx_path, example: np.ndarray, tracking_cfg, test_acc: float):
-    """Log both models to `run`; returns the PyTorch model's URI (None untracked)."""
+def log_models(run, model, metadata, onnx_path, example: np.ndarray, tracking_cfg, test_acc):
+    """Log the three models to `run`; returns the classifier's URI (None untracked)."""
     if not run:
         return None
     import mlflow
     import onnx
     import onnxruntime
     import torch
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
 
     with torch.no_grad():
-        logits = model(torch.from_numpy(example)).numpy()
-    signature = infer_signature(example, logits)
+        probs = model(torch.from_numpy(example)).numpy()
+    signature = infer_signature(example, probs)
+    about = {"classes": metadata.classes, "input": "uint8 images (N, H, W, C), 0..255"}
     # The lock's pins, the versions the pipeline ran with (inferring requirements instead
     # would import-trace the model in a subprocess).
-    info = mlflow.pytorch.log_model(
+    mlflow.pytorch.log_model(
         model,
         name="pytorch",
         signature=signature,
         input_example=example,
+        metadata=about,
         pip_requirements=pins("torch", "numpy"),
     )
     mlflow.onnx.log_model(
@@ -44,13 +56,37 @@ def log_models(run, model, onnx_path, example: np.ndarray, tracking_cfg, test_ac
         name="onnx",
         signature=signature,
         input_example=example,
+        metadata=about,
         pip_requirements=pins("onnx", "onnxruntime", "numpy"),
         # The providers this machine has, CUDA first when it is one of them.
         onnx_execution_providers=onnxruntime.get_available_providers(),
     )
+    info = mlflow.pyfunc.log_model(
+        name="classifier",
+        python_model=str(CLASSIFIER_CODE),
+        artifacts={"onnx": str(onnx_path)},
+        signature=ModelSignature(signature.inputs, _classifier_outputs()),
+        input_example=example,
+        metadata=about,
+        pip_requirements=pins("mlflow", "onnxruntime", "numpy", "pandas"),
+    )
     if tracking_cfg.register:
         register(info.model_uri, tracking_cfg.model_name, test_acc)
     return info.model_uri
+
+
+def _classifier_outputs():
+    """The columns mlflow_classifier.py answers with."""
+    from mlflow.types import ColSpec, DataType, Schema
+    from mlflow.types.schema import Array
+
+    return Schema(
+        [
+            ColSpec(DataType.string, "class"),
+            ColSpec(DataType.double, "probability"),
+            ColSpec(Array(DataType.double), "probabilities"),
+        ]
+    )
 
 
 def register(model_uri: str, name: str, test_acc: float) -> str:

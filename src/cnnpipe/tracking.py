@@ -26,6 +26,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from cnnpipe.config import flatten
@@ -128,6 +129,29 @@ class Run:
             for path in paths:
                 retry(client.log_artifact, self.id, str(path), artifact_path=folder)
 
+    def log_datasets(self, name: str, split: dict, num_classes: int) -> None:
+        """The train, validation and test splits as MLflow dataset inputs (the run page's
+        Datasets column, `search_runs` by dataset). Each digest comes from the DVC hashes
+        of the prepared data and of the split, so it changes when either does."""
+        if not self:
+            return
+        import mlflow
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source twice and warns that the path "can be
+            # interpreted in multiple ways"; both ways are the same class.
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(DATA_DIRS[0])
+        data_hashes = ":".join(data_hash(folder) for folder in DATA_DIRS)
+        for part, context in DATASET_CONTEXTS.items():
+            digest = hashlib.sha256(f"{data_hashes}:{part}".encode()).hexdigest()[:16]
+            # A description only: the images stay in data/prepared, under DVC.
+            dataset = MetaDataset(source, name=f"{name}-{part}", digest=digest)
+            tags = {"images": str(len(split[part])), "classes": str(num_classes)}
+            retry(mlflow.log_input, dataset, context=context, tags=tags)
+
     @contextlib.contextmanager
     def nested(self, name: str, params, **extra):
         """A child run (one cross-validation fold, say) with its own params and this
@@ -167,7 +191,14 @@ def start_run(params, run_id: str | None = None, active: bool = True):
         return
     import mlflow
 
-    context = retry(mlflow.start_run, run_id=run_id) if run_id else _new_run(experiment_id, params)
+    # System metrics (tracking.system_metrics) are sampled by a thread that lives as long
+    # as the run is open here, so for the training.
+    system = params.tracking.system_metrics
+    context = (
+        retry(mlflow.start_run, run_id=run_id, log_system_metrics=system)
+        if run_id
+        else _new_run(experiment_id, params, log_system_metrics=system)
+    )
     with context as run, _record_failure():
         write_json(RUN_FILE, {"mlflow_run_id": run.info.run_id})
         yield Run(run.info.run_id, experiment_id)
@@ -215,12 +246,17 @@ def _record_failure():
         raise
 
 
-def _new_run(experiment_id: str, params):
+def _new_run(experiment_id: str, params, log_system_metrics: bool = False):
     """A new MLflow run for this pipeline run, named after the DVC experiment if any."""
     import mlflow
 
-    run_name = os.environ.get("DVC_EXP_NAME") or None
-    run = retry(mlflow.start_run, experiment_id=experiment_id, run_name=run_name, tags=_tags())
+    run = retry(
+        mlflow.start_run,
+        experiment_id=experiment_id,
+        run_name=os.environ.get("DVC_EXP_NAME") or None,
+        tags=_tags(),
+        log_system_metrics=log_system_metrics,
+    )
     retry(mlflow.log_params, flatten(params))
     if LOCK_FILE.is_file():
         retry(mlflow.log_artifact, str(LOCK_FILE), artifact_path="environment")
@@ -308,6 +344,7 @@ def _tags() -> dict[str, str]:
 
 
 DATA_DIRS = ("data/prepared", "data/split")
+DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
 
 
 def data_hash(folder: str) -> str:

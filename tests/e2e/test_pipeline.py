@@ -16,7 +16,8 @@ from PIL import Image
 
 from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
-from cnnpipe.predict import open_model, predict_files
+from cnnpipe.model_files import open_model
+from cnnpipe.predict import predict_files
 
 from conftest import cli_env, free_port, make_clone, run, set_params
 

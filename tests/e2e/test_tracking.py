@@ -15,7 +15,7 @@ import torch
 from mlflow import MlflowClient
 
 from cnnpipe.checkpoint import load_model
-from cnnpipe.data.batches import DeviceData
+from cnnpipe.classifier import shipped
 from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
 
@@ -142,7 +142,9 @@ def test_pipeline_logs_to_a_tracking_server_and_its_ui_shows_the_run(
     } <= artifacts
     assert tracked.info.artifact_uri.startswith("mlflow-artifacts:")  # served, not a local path
 
-    # The logged PyTorch model loads back and predicts what the checkpoint predicts.
+    # The logged models take raw uint8 images (N, H, W, C) and return probabilities: the
+    # PyTorch one predicts what the checkpoint does, the registered classifier names the
+    # classes.
     mlflow.set_tracking_uri(server)
     experiment = client.get_experiment(tracked.info.experiment_id)
     logged = {
@@ -153,19 +155,23 @@ def test_pipeline_logs_to_a_tracking_server_and_its_ui_shows_the_run(
             output_format="list",
         )
     }
-    assert set(logged) == {"pytorch", "onnx"}
+    assert set(logged) == {"pytorch", "onnx", "classifier"}
     info = mlflow.models.get_model_info(f"models:/{logged['pytorch'].model_id}")
-    assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 1, 32, 32)
+    spec = info.signature.inputs.to_dict()[0]["tensor-spec"]
+    assert spec["shape"] == (-1, 32, 32, 1) and spec["dtype"] == "uint8"
+    assert info.metadata["classes"] == [str(d) for d in range(10)]
     loaded = mlflow.pytorch.load_model(f"models:/{logged['pytorch'].model_id}")
-    model, spec = load_model(repo / "models/best.pth", repo / "models/model.json")
+    network, model_spec = load_model(repo / "models/best.pth", repo / "models/model.json")
     data, test = load_prepared(repo / "data/prepared"), load_split(repo / "data/split")["test"]
-    images = next(
-        DeviceData(data.images[test], data.labels[test], spec.mean, spec.std, "cpu").batches(64)
-    )[0]
+    images = data.images[test[:64]]
     with torch.no_grad():
-        assert np.allclose(loaded(images).numpy(), model(images).numpy(), atol=1e-5)
+        expected = shipped(network, model_spec)(torch.from_numpy(images)).numpy()
+        assert np.allclose(loaded(torch.from_numpy(images)).numpy(), expected, atol=1e-6)
     champion = client.get_model_version_by_alias("cnnpipe", "champion")
-    assert champion.run_id == run_id
+    assert champion.run_id == run_id and champion.model_id == logged["classifier"].model_id
+    answer = mlflow.pyfunc.load_model("models:/cnnpipe@champion").predict(images)
+    assert list(answer["class"]) == [model_spec.classes[i] for i in expected.argmax(1)]
+    assert np.allclose(answer["probability"], expected.max(1), atol=1e-5)
 
     # The web UI shows the run, named, with its test accuracy.
     page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -6,40 +6,68 @@ import pytest
 import torch
 
 from cnnpipe.checkpoint import ModelSpec
+from cnnpipe.classifier import shipped
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.export import (
     check_parity,
     compare,
-    load_torchscript,
+    reference,
     save_full_pickle,
     to_onnx,
     to_torchscript,
 )
-from cnnpipe.predict import OnnxModel
+from cnnpipe.model_files import Metadata, OnnxModel, load_torchscript
+
+SPEC = ModelSpec("lenet", 3, 1, 16, [0.5], [0.25], ["a", "b", "向日葵"])
 
 
-def test_onnx_export_has_dynamic_batch_metadata_and_matches_torch(tmp_path):
-    spec = ModelSpec("lenet", 3, 1, 16, [0.5], [0.25], ["a", "b", "向日葵"])
+def small_model():
     torch.manual_seed(0)
-    model = spec.build().eval()
+    network = SPEC.build().eval()
+    return network, shipped(network, SPEC), Metadata.from_spec(SPEC)
+
+
+def raw_images(n: int, channels: int = 1) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, 16, 16, channels), dtype=np.uint8)
+
+
+def test_shipped_model_does_the_training_preprocessing_inside():
+    network, model, _ = small_model()
+    images = raw_images(5)
+    normalised = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
+    with torch.no_grad():
+        logits = network(normalised)
+        assert torch.allclose(model(torch.from_numpy(images)), logits.softmax(1), atol=1e-6)
+    probs, scale = reference(model, images, batch=2)  # batched like the export stage
+    assert np.allclose(probs, logits.softmax(1).numpy(), atol=1e-6)
+    assert np.allclose(probs.sum(1), 1) and scale == pytest.approx(float(logits.abs().max()))
+
+
+def test_onnx_takes_raw_pixels_with_dynamic_batch_and_metadata(tmp_path):
+    _, model, meta = small_model()
     path = tmp_path / "model.onnx"
-    to_onnx(model, spec, path, opset=20)
+    to_onnx(model, meta, path, opset=20)
 
     proto = onnx.load(str(path))
     assert not list(tmp_path.glob("*.data"))  # weights live inside the one file
-    batch = proto.graph.input[0].type.tensor_type.shape.dim[0]
-    assert batch.dim_param  # symbolic, so any batch size runs
-    meta = {p.key: p.value for p in proto.metadata_props}
-    assert json.loads(meta["classes"]) == ["a", "b", "向日葵"]
-    assert json.loads(meta["mean"]) == [0.5] and meta["image_size"] == "16"
+    (image,) = proto.graph.input
+    assert image.name == "images" and image.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    dims = image.type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [16, 16, 1]  # N, H, W, C
+    assert [o.name for o in proto.graph.output] == ["probabilities"]
+    # The preprocessing is the graph's first work: cast the bytes, scale, change layout.
+    first = [node.op_type for node in proto.graph.node[:4]]
+    assert "Cast" in first and "Transpose" in first
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(props["classes"]) == ["a", "b", "向日葵"]
+    assert json.loads(props["mean"]) == [0.5] and props["image_size"] == "16"
 
-    images = torch.randn(37, 1, 16, 16)
-    with torch.no_grad():
-        reference = model(images).numpy()
-    result = compare("onnx", OnnxModel(path).logits(images.numpy()), reference)
-    assert result["onnx_max_abs_diff"] < 1e-4
+    images = raw_images(37)
+    expected, scale = reference(model, images)
+    result = compare("onnx", OnnxModel(path).probabilities(images), expected)
+    assert result["onnx_max_abs_diff"] < 1e-5
     assert result["onnx_top1_agreement"] == 1.0
-    check_parity(result | {"max_abs_logit": 1.0}, "onnx", atol=1e-4, rtol=0, min_agreement=1.0)
+    check_parity(result | {"max_abs_logit": scale}, "onnx", atol=1e-5, rtol=0, min_agreement=1.0)
 
 
 def result(diff, logit=1.0, agreement=1.0):
@@ -51,7 +79,7 @@ def result(diff, logit=1.0, agreement=1.0):
 
 
 def test_parity_gate_fails_beyond_tolerance():
-    with pytest.raises(CnnpipeError, match=r"onnx logits differ from PyTorch by 0.01, more than"):
+    with pytest.raises(CnnpipeError, match=r"onnx probabilities differ from PyTorch by 0.01, mor"):
         check_parity(result(0.01), "onnx", atol=1e-4, rtol=1e-4, min_agreement=1.0)
     # Large logits earn a proportionally larger allowance.
     check_parity(result(0.01, logit=1000.0), "onnx", atol=1e-4, rtol=1e-4, min_agreement=1.0)
@@ -60,24 +88,27 @@ def test_parity_gate_fails_beyond_tolerance():
     check_parity(result(0.0, agreement=np.float64(1.0)), "onnx", 1e-4, 0, 1.0)
 
 
-def small_model():
-    spec = ModelSpec("lenet", 3, 1, 16, [0.5], [0.25], ["a", "b", "向日葵"])
-    torch.manual_seed(0)
-    return spec.build().eval(), spec
-
-
-def test_torchscript_round_trip_keeps_logits_and_metadata(tmp_path):
-    model, spec = small_model()
-    to_torchscript(model, spec, tmp_path / "model.pt")
-    loaded, meta = load_torchscript(tmp_path / "model.pt")
-    assert json.loads(meta["classes"]) == ["a", "b", "向日葵"] and meta["image_size"] == "16"
-    images = torch.randn(9, 1, 16, 16)  # another batch size than the one traced
+def test_torchscript_round_trip_keeps_outputs_and_metadata(tmp_path):
+    _, model, meta = small_model()
+    to_torchscript(model, meta, tmp_path / "model.pt")
+    loaded, props = load_torchscript(tmp_path / "model.pt")
+    assert Metadata.from_props(props, "model.pt") == meta
+    images = torch.from_numpy(raw_images(9))  # another batch size than the one traced
     with torch.no_grad():
         assert torch.allclose(loaded(images), model(images), atol=1e-6)
 
 
+def test_a_file_from_before_the_raw_pixel_contract_is_refused(tmp_path):
+    props = Metadata.from_spec(SPEC).to_props()
+    del props["contract"]
+    with pytest.raises(CnnpipeError, match="old.onnx: exported by an older cnnpipe"):
+        Metadata.from_props(props, "old.onnx")
+    with pytest.raises(CnnpipeError, match="x.pt: no cnnpipe metadata"):
+        Metadata.from_props({}, "x.pt")
+
+
 def test_full_pickle_only_on_request_and_with_a_warning(tmp_path):
-    model, _ = small_model()
+    model, _, _ = small_model()
     folder = tmp_path / "unsafe_pickle"
     assert save_full_pickle(model, folder, enabled=False) is None
     assert [p.name for p in folder.iterdir()] == ["README.txt"]

@@ -6,10 +6,11 @@ from torchvision import models as tvm
 
 from cnnpipe import models
 from cnnpipe.checkpoint import ModelSpec
+from cnnpipe.classifier import shipped
 from cnnpipe.errors import CnnpipeError
-from cnnpipe.export import compare, to_onnx
+from cnnpipe.export import compare, reference, to_onnx
 from cnnpipe.losses import forward_loss
-from cnnpipe.predict import OnnxModel
+from cnnpipe.model_files import Metadata, OnnxModel
 
 TORCHVISION_BACKED = [name for name in models.registered_names() if name != "lenet"]
 ONE_PER_FAMILY = ["alexnet", "vgg11_bn", "googlenet", "resnet18", "mobilenet_v3_small"]
@@ -77,13 +78,13 @@ def test_small_input_network_trains_and_exports_to_onnx(name, options, tmp_path)
     assert logits.shape == (4, 5)
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
-    model.eval()
-    to_onnx(model, spec, tmp_path / "model.onnx", opset=20)
-    with torch.no_grad():
-        reference = model(images).numpy()
-    parity = compare("onnx", OnnxModel(tmp_path / "model.onnx").logits(images.numpy()), reference)
+    served = shipped(model, spec)
+    to_onnx(served, Metadata.from_spec(spec), tmp_path / "model.onnx", opset=20)
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 1), dtype=np.uint8)
+    expected, scale = reference(served, pixels)
+    parity = compare("onnx", OnnxModel(tmp_path / "model.onnx").probabilities(pixels), expected)
     # Untrained deep networks can have huge logits; compare relative to their scale.
-    assert parity["onnx_max_abs_diff"] <= 1e-4 * max(1.0, abs(reference).max())
+    assert parity["onnx_max_abs_diff"] <= 1e-4 * max(1.0, scale)
 
 
 @pytest.mark.parametrize("name", ONE_PER_FAMILY)

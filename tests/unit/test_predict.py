@@ -7,12 +7,15 @@ import torch
 from PIL import Image
 
 from cnnpipe.checkpoint import ModelSpec
+from cnnpipe.classifier import shipped
 from cnnpipe.export import to_onnx
-from cnnpipe.predict import ImageError, OnnxModel, Preprocessing, load_image, predict_files
+from cnnpipe.images import ImageError
+from cnnpipe.model_files import Metadata, OnnxModel
+from cnnpipe.predict import load_image, predict_files
 
 from conftest import run
 
-PREP = Preprocessing(image_size=16, in_channels=1, mean=[0.5], std=[0.25], classes=list("abc"))
+META = Metadata(image_size=16, in_channels=1, classes=list("abc"), mean=[0.5], std=[0.25])
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +23,7 @@ def onnx_file(tmp_path_factory):
     spec = ModelSpec("lenet", 3, 1, 16, [0.5], [0.25], ["cat", "dog", "向日葵"])
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    to_onnx(spec.build().eval(), spec, path, opset=20)
+    to_onnx(shipped(spec.build(), spec), Metadata.from_spec(spec), path, opset=20)
     return path
 
 
@@ -35,15 +38,14 @@ def picture(mode: str, size=(20, 24)) -> Image.Image:
 def test_grey_and_colour_pictures_become_the_models_input(tmp_path, mode, channels):
     path = tmp_path / "x.png"
     picture(mode).save(path)
-    prep = Preprocessing(16, channels, [0.5] * channels, [0.25] * channels, ["a"])
-    x = load_image(path, prep)
-    assert x.shape == (channels, 16, 16) and x.dtype == np.float32
-    assert x.min() >= -2.0 - 1e-6 and x.max() <= 2.0 + 1e-6  # (0..1 - 0.5) / 0.25
+    meta = Metadata(16, channels, ["a"], [0.5] * channels, [0.25] * channels)
+    x = load_image(path, meta)
+    assert x.shape == (16, 16, channels) and x.dtype == np.uint8  # raw pixels, model's size
 
 
-def test_normalisation_matches_training(tmp_path):
-    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(tmp_path / "white.png")
-    assert np.allclose(load_image(tmp_path / "white.png", PREP), (1.0 - 0.5) / 0.25)
+def test_pixels_reach_the_model_unscaled(tmp_path):
+    Image.fromarray(np.full((20, 20), 255, np.uint8)).save(tmp_path / "white.png")
+    assert (load_image(tmp_path / "white.png", META) == 255).all()
 
 
 def test_unusable_files_get_an_error_naming_file_and_reason(tmp_path):
@@ -61,13 +63,13 @@ def test_unusable_files_get_an_error_naming_file_and_reason(tmp_path):
     }
     for name, reason in cases.items():
         with pytest.raises(ImageError, match=reason) as info:
-            load_image(tmp_path / name, PREP)
+            load_image(tmp_path / name, META)
         assert str(tmp_path / name) in str(info.value)
 
 
 def test_a_broken_file_does_not_stop_the_others(tmp_path, onnx_file):
     model = OnnxModel(onnx_file)
-    assert model.prep.classes == ["cat", "dog", "向日葵"]  # from the file's metadata
+    assert model.metadata.classes == ["cat", "dog", "向日葵"]  # from the file's metadata
     for i in range(3):
         picture("L", (16 + i, 16)).save(tmp_path / f"good{i}.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")

@@ -1,0 +1,36 @@
+"""The network as it is shipped: raw pixels in, class probabilities out.
+
+Every exported model (ONNX, TorchScript, the MLflow models) is this module around the
+trained network, so the steps that turn a decoded picture into the network's input
+travel with the weights and nobody has to re-implement them:
+
+    uint8 (N, H, W, C) -> (N, C, H, W) -> float / 255 -> (x - mean) / std -> network -> softmax
+
+They are the same steps, in the same arithmetic, as the training batches' (data/batches.py),
+and Netron draws them as the first nodes of the graph.
+"""
+
+import torch
+from torch import nn
+
+
+class ImageClassifier(nn.Module):
+    def __init__(self, network: nn.Module, mean: list[float], std: list[float]):
+        super().__init__()
+        self.network = network
+        shape = (1, len(mean), 1, 1)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() / 255.0
+        return self.network((x - self.mean) / self.std)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits(images).softmax(dim=1)
+
+
+def shipped(network: nn.Module, spec) -> ImageClassifier:
+    """The trained network of a checkpoint's ModelSpec, ready for raw images, in eval mode
+    (dropout off, BatchNorm frozen, auxiliary heads dropped)."""
+    return ImageClassifier(network, spec.mean, spec.std).eval()

@@ -1,0 +1,54 @@
+"""The registered model's Python face: raw uint8 images in, class names and probabilities out.
+
+MLflow stores this file with the model ("models from code") and runs it to load the
+model, so `mlflow models serve` and `mlflow.pyfunc.load_model` need MLflow, ONNX Runtime,
+NumPy and pandas, but not cnnpipe. It imports nothing from cnnpipe for that reason.
+The ONNX file it runs does the preprocessing itself; its metadata names the classes.
+"""
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+
+class ImageClassifier(mlflow.pyfunc.PythonModel):
+    """Per image: the top class, its probability, and every class's probability (in the
+    order of the model's `classes` metadata)."""
+
+    def load_context(self, context):
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(
+            context.artifacts["onnx"], providers=ort.get_available_providers()
+        )
+        self.input = self.session.get_inputs()[0]
+        self.classes = json.loads(self.session.get_modelmeta().custom_metadata_map["classes"])
+
+    def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:
+        images = np.asarray(model_input)
+        expected = tuple(self.input.shape[1:])
+        if images.ndim != 4 or images.shape[1:] != expected:
+            raise ValueError(
+                f"expected uint8 images (N, {', '.join(map(str, expected))}); "
+                f"got an array of shape {images.shape}"
+            )
+        if images.dtype != np.uint8:
+            if images.size and (
+                images.min() < 0 or images.max() > 255 or not np.all(np.equal(np.mod(images, 1), 0))
+            ):
+                raise ValueError("expected whole pixel values 0..255")
+            images = images.astype(np.uint8)
+        probs = self.session.run(None, {self.input.name: images})[0]
+        top = probs.argmax(axis=1)
+        return pd.DataFrame(
+            {
+                "class": [self.classes[i] for i in top],
+                "probability": probs[np.arange(len(top)), top].astype(float),
+                "probabilities": [row.astype(float).tolist() for row in probs],
+            }
+        )
+
+
+mlflow.models.set_model(ImageClassifier())
