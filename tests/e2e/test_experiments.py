@@ -3,12 +3,13 @@ experiment, the model registry, and a team sharing results through a DVC remote.
 
 import json
 import re
+import subprocess
 import time
 
 import pytest
 from mlflow import MlflowClient
 
-from conftest import make_clone, run, set_params
+from conftest import cli_env, make_clone, run, set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -61,6 +62,10 @@ def test_queued_sweep_on_two_workers_lands_in_one_store(tmp_path):
         test_acc = metrics["metrics/evaluate.json"]["data"]["test_acc"]
         assert tracked.data.metrics["test_acc"] == pytest.approx(test_acc)
 
+        # Each epoch left one plain line in the experiment's log.
+        logs = run(["dvc", "queue", "logs", name], repo).stdout
+        assert [int(e) for e in re.findall(r"^epoch (\d+)/3: train loss", logs, re.M)] == [1, 2, 3]
+
     failed = runs["diverges"]
     assert failed.info.status == "FAILED"
     assert "training loss became non-finite" in failed.data.tags["error"]
@@ -71,6 +76,35 @@ def test_queued_sweep_on_two_workers_lands_in_one_store(tmp_path):
     champion = client.get_model_version_by_alias("cnnpipe", "champion")
     best = max(finished.values(), key=lambda r: r.data.metrics["test_acc"])
     assert champion.run_id == best.info.run_id
+
+
+def test_queue_logs_show_each_epoch_while_the_experiment_trains(tmp_path):
+    repo = make_clone(tmp_path / "repo")
+    set_params(repo, epochs=60, batch_size=4)  # small batches: epochs slow enough to watch
+    run(["git", "commit", "-qam", "a longer run"], repo)
+    run(["dvc", "exp", "run", "--queue", "--name", "long"], repo)
+    # Not through run(): the worker DVC starts would inherit captured pipes, and reading
+    # them to the end would wait for the whole queue.
+    subprocess.run(
+        ["dvc", "queue", "start"],
+        cwd=repo,
+        env=cli_env(),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    epoch_line = r"^epoch (\d+)/60: train loss [\d.]+ acc [\d.]+, val loss .* images/s$"
+    deadline, lines = time.monotonic() + 600, []
+    while not lines and time.monotonic() < deadline:
+        time.sleep(1)
+        logs = run(["dvc", "queue", "logs", "long"], repo, check=False).stdout
+        lines = re.findall(epoch_line, logs, re.M)
+    # Epochs' lines are in the log while the later epochs are still being trained.
+    assert lines and int(lines[-1]) < 60, logs[-3000:]
+    assert re.search(r"\bSuccess\b", wait_for_queue(repo))
+    logs = run(["dvc", "queue", "logs", "long"], repo).stdout
+    assert [int(e) for e in re.findall(epoch_line, logs, re.M)] == list(range(1, 61))
 
 
 def test_a_teammate_pulls_results_from_a_dvc_remote_without_retraining(tmp_path):

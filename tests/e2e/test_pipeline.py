@@ -130,6 +130,12 @@ def test_exp_run_with_a_new_lr_is_listed_by_dvc_and_tracked_in_mlflow(repo):
     assert tracked.info.artifact_uri.startswith((repo / "mlartifacts").as_uri())
 
 
+PREPROCESSING_OPS = {
+    "model.onnx": ["Transpose", "Cast", "Div", "Sub", "Div"],
+    "model.pt": ["permute", "to", "div", "sub", "div"],
+}
+
+
 @pytest.mark.parametrize("name", ["model.onnx", "model.pt"])
 def test_netron_shows_the_exported_graph(repo, browser, screenshots, name):
     port = free_port()
@@ -151,6 +157,15 @@ def test_netron_shows_the_exported_graph(repo, browser, screenshots, name):
         page.locator("#message-button").click(timeout=15_000)  # Netron's consent message
         page.wait_for_selector("#canvas g.node", timeout=30_000)
         assert page.locator("#canvas g.node").count() >= 8  # the layers, connected
+        # Top to bottom, the graph opens with the preprocessing (layout, cast, scale,
+        # normalise) and closes with the softmax.
+        drawn = sorted(
+            (n.bounding_box()["y"], n.text_content())
+            for n in page.locator("#canvas g.node[id^='node-']").all()
+        )
+        ops = PREPROCESSING_OPS[name]
+        assert [text[: len(op)] for (_, text), op in zip(drawn[:5], ops, strict=True)] == ops
+        assert drawn[-1][1].lower().startswith("softmax"), drawn[-3:]
         page.screenshot(path=screenshots / f"netron-{name}.png")
         page.close()
     finally:
