@@ -112,7 +112,7 @@ class TrackingConfig:
     experiment: str = "cnnpipe"
     register: bool = False
     model_name: str = "cnnpipe"
-    system_metrics: bool = False
+    system_metrics: bool = True
 
 
 @dataclass(frozen=True)

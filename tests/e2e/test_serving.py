@@ -24,10 +24,10 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    """A clone that ran the pipeline once with registration and system metrics on (sampled
-    every second: the default 10 s would see none of so short a training)."""
+    """A clone that ran the pipeline once with registration on, and system metrics sampled
+    every second (the default 10 s would see none of so short a training)."""
     path = make_clone(tmp_path_factory.mktemp("serving") / "repo")
-    set_params(path, epochs=15, tracking__register=True, tracking__system_metrics=True)
+    set_params(path, epochs=15, tracking__register=True)
     run(["dvc", "repro"], path, MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="1")
     return path
 
