@@ -22,9 +22,13 @@ class ImageClassifier(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
 
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, C) -> the network's normalised float input (N, C, H, W)."""
         x = images.permute(0, 3, 1, 2).float() / 255.0
-        return self.network((x - self.mean) / self.std)
+        return (x - self.mean) / self.std
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(self.prepare(images))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.logits(images).softmax(dim=1)

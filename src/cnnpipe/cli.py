@@ -1,5 +1,7 @@
 """The `cnnpipe` command: look at what the pipeline produced.
 
+cnnpipe inspect IMG   kernels, feature maps and Grad-CAM of the trained network for IMG
+cnnpipe study NAME    run studies/NAME.yaml as DVC experiments, report in reports/NAME/
 cnnpipe ui            the MLflow UI over this project's runs, on 127.0.0.1
 cnnpipe netron [FILE] a model's graph in Netron, on 127.0.0.1 (no browser is opened)
 """
@@ -80,6 +82,40 @@ def _write_csv(out, results, topk: int) -> None:
         writer.writerow([*cells, r.error])
 
 
+def cmd_inspect(args) -> None:
+    import torch
+
+    from cnnpipe.checkpoint import load_model
+    from cnnpipe.classifier import shipped
+    from cnnpipe.images import read_picture
+    from cnnpipe.inspection import Shown, write_views
+
+    weights = Path(args.model)
+    network, spec = load_model(weights, weights.with_name("model.json"))
+    model = shipped(network, spec)
+    pixels = read_picture(args.image, spec.in_channels, spec.image_size)[None].copy()
+    with torch.no_grad():
+        probs = model(torch.from_numpy(pixels))[0]
+    pred = int(probs.argmax())
+    name = Path(args.image).name
+    title = f"{name}\npred {spec.classes[pred]} ({float(probs[pred]):.2f})"
+    folder = Path(args.out or f"inspect-{Path(args.image).stem}")
+    views = write_views(
+        model, Shown(pixels, [name]), Shown(pixels, [title]), [pred], folder, args.layer
+    )
+    for path in views:
+        print(path)
+
+
+def cmd_study(args) -> None:
+    from cnnpipe.files import project_root
+    from cnnpipe.studies import run_study
+
+    folder = run_study(args.name, args.jobs)
+    for path in sorted(folder.iterdir()):
+        print(path.relative_to(project_root()))
+
+
 def cmd_ui(args) -> None:
     from cnnpipe.tracking import tracking_uri
 
@@ -125,6 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--topk", type=int, default=3, help="classes to show (default: 3)")
     predict.add_argument("--csv", help="for a folder: write the CSV here instead of stdout")
     predict.set_defaults(run=cmd_predict)
+
+    look = sub.add_parser("inspect", help="kernels, feature maps and Grad-CAM for one image")
+    look.add_argument("image", help="an image file")
+    look.add_argument(
+        "--model",
+        default="models/best.pth",
+        help="a checkpoint, model.json beside it (default: %(default)s)",
+    )
+    look.add_argument("--out", help="folder for the PNGs (default: inspect-<image name>)")
+    look.add_argument("--layer", default="auto", help="Grad-CAM's layer (default: the last stage)")
+    look.set_defaults(run=cmd_inspect)
+
+    study = sub.add_parser("study", help="run studies/NAME.yaml's grid, write reports/NAME/")
+    study.add_argument("name", help="a study under studies/, e.g. learning_rate")
+    study.add_argument("--jobs", type=int, default=2, help="parallel workers (default: 2)")
+    study.set_defaults(run=cmd_study)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI over this project's runs")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")

@@ -106,6 +106,12 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class InspectConfig:
+    images: int = field(default=10, metadata=_bound(lo=1, hi=32))
+    layer: str = "auto"
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     enabled: bool = True
     required: bool = True
@@ -113,6 +119,7 @@ class TrackingConfig:
     register: bool = False
     model_name: str = "cnnpipe"
     system_metrics: bool = True
+    study: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,7 @@ class Params:
     augment: AugmentConfig = AugmentConfig()
     train: TrainConfig = TrainConfig()
     export: ExportConfig = ExportConfig()
+    inspect: InspectConfig = InspectConfig()
     tracking: TrackingConfig = TrackingConfig()
 
 

@@ -184,7 +184,7 @@ def start_run(params, run_id: str | None = None, active: bool = True):
     if not active:
         yield Run()
         return
-    experiment_id = _connect(params)
+    experiment_id = connect(params)
     if experiment_id is None:
         write_json(RUN_FILE, {"mlflow_run_id": None})
         yield Run()
@@ -211,7 +211,7 @@ def continue_run(params, active: bool = True):
     if not active:
         yield Run()
         return
-    experiment_id = _connect(params)
+    experiment_id = connect(params)
     if experiment_id is None:
         yield Run()
         return
@@ -247,14 +247,19 @@ def _record_failure():
 
 
 def _new_run(experiment_id: str, params, log_system_metrics: bool = False):
-    """A new MLflow run for this pipeline run, named after the DVC experiment if any."""
+    """A new MLflow run for this pipeline run, named after the DVC experiment if any; with
+    `tracking.study` set, a child of that study's parent run."""
     import mlflow
 
+    tags = _tags()
+    if params.tracking.study:
+        tags[STUDY_TAG] = params.tracking.study
+        tags["mlflow.parentRunId"] = study_parent(experiment_id, params.tracking.study)
     run = retry(
         mlflow.start_run,
         experiment_id=experiment_id,
         run_name=os.environ.get("DVC_EXP_NAME") or None,
-        tags=_tags(),
+        tags=tags,
         log_system_metrics=log_system_metrics,
     )
     retry(mlflow.log_params, flatten(params))
@@ -263,7 +268,34 @@ def _new_run(experiment_id: str, params, log_system_metrics: bool = False):
     return run
 
 
-def _connect(params) -> str | None:
+STUDY_TAG = "study"  # on each experiment's run, and on the study's parent run
+PARENT_TAG = "study_parent"  # on the parent only: the study it holds
+
+
+def study_parent(experiment_id: str, study: str) -> str:
+    """The id of the study's parent run, created the first time it is asked for. Under the
+    store's lock, so the parallel experiments of one study find one parent."""
+    import mlflow
+    from mlflow.entities import RunStatus
+
+    client = mlflow.MlflowClient()
+    with store_lock():
+        found = retry(
+            client.search_runs,
+            [experiment_id],
+            filter_string=f"tags.{PARENT_TAG} = '{study}'",
+            max_results=1,
+        )
+        if found:
+            return found[0].info.run_id
+        tags = {PARENT_TAG: study, STUDY_TAG: study}
+        parent = retry(client.create_run, experiment_id, run_name=f"study {study}", tags=tags)
+        # It trains nothing itself: its children are the runs, it holds their report.
+        retry(client.set_terminated, parent.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+        return parent.info.run_id
+
+
+def connect(params) -> str | None:
     """The id of the experiment to log to, or None when this process tracks nothing.
 
     An unreachable store stops the stage within seconds, before any work is done, or with

@@ -11,11 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from mlflow import MlflowClient
 from PIL import Image
 
+from cnnpipe.checkpoint import load_model
+from cnnpipe.classifier import shipped
 from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
+from cnnpipe.inspection import gradcam, gradcam_layer
 from cnnpipe.model_files import open_model
 from cnnpipe.predict import predict_files
 
@@ -65,6 +69,28 @@ def test_reports_render_as_dvc_plots(repo, tmp_path):
         assert plot in html
     layers = list(csv.DictReader(io.StringIO((repo / "metrics/model_summary.csv").read_text())))
     assert sum(int(row["params"]) for row in layers) == 61_706  # LeNet-5 on 10 classes
+
+
+def test_inspect_draws_three_figures_as_plots_and_run_artifacts(repo, tmp_path):
+    names = ["filters.png", "feature_maps.png", "gradcam.png"]
+    for name in names:
+        assert (repo / "metrics/inspect" / name).read_bytes()[:4] == b"\x89PNG"
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], repo)
+    html = (tmp_path / "plots/index.html").read_text()
+    assert all(f"metrics/inspect/{name}" in html for name in names)
+    run_id = read_json(repo / "metrics/mlflow_run.json")["mlflow_run_id"]
+    logged = {a.path for a in client(repo).list_artifacts(run_id, "inspect")}
+    assert logged == {f"inspect/{name}" for name in names}
+
+    # The trained network's Grad-CAM finds evidence on every image the figure shows.
+    network, spec = load_model(repo / "models/best.pth", repo / "models/model.json")
+    model = shipped(network, spec)
+    data, test = load_prepared(repo / "data/prepared"), load_split(repo / "data/split")["test"]
+    inputs = model.prepare(torch.from_numpy(data.images[test[:10]]))
+    with torch.no_grad():
+        predicted = network(inputs).argmax(1)
+    maps = gradcam(network, inputs, predicted, gradcam_layer(network, inputs))
+    assert maps.shape == (10, 32, 32) and (maps.reshape(10, -1).std(axis=1) > 0.05).all()
 
 
 def test_without_folds_no_cross_validation_is_done(repo):
