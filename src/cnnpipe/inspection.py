@@ -79,7 +79,7 @@ def gradcam_layer(network: nn.Module, inputs: torch.Tensor, layer: str = "auto")
     if layer not in names or not layer:
         known = ", ".join(stage.name for stage in stages(network, inputs[:1]))
         raise CnnpipeError(
-            f"inspect.layer is '{layer}', which is not a module of this network; "
+            f"layer '{layer}' (inspect.layer, or --layer) is not a module of this network; "
             f"its stages are: {known}"
         )
     return layer

@@ -19,6 +19,7 @@ not run again, so running a study again trains nothing and only draws the report
 
 import copy
 import itertools
+import os
 import re
 import subprocess
 import time
@@ -88,11 +89,11 @@ def _apply(raw: dict, setting: dict) -> dict:
     return out
 
 
-def _dvc(*args: str, quiet: bool = False) -> str:
+def _dvc(*args: str, quiet: bool = False, env: dict | None = None) -> str:
     # The workers `dvc queue start` leaves behind would hold on to captured pipes; their
     # output is not wanted here either.
     out = subprocess.DEVNULL if quiet else subprocess.PIPE
-    done = subprocess.run(["dvc", *args], stdout=out, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(["dvc", *args], stdout=out, stderr=subprocess.PIPE, text=True, env=env)
     if done.returncode != 0:
         raise CnnpipeError(f"dvc {' '.join(args)} failed: {done.stderr.strip()[-1500:]}")
     return done.stdout or ""
@@ -123,7 +124,7 @@ def run_study(name: str, jobs: int = 2, poll: float = 3.0) -> Path:
         overrides = itertools.chain.from_iterable(("-S", v) for v in values)
         _dvc("exp", "run", "--queue", "-S", f"tracking.study={name}", *overrides)
     if todo:
-        _dvc("queue", "start", "-j", str(jobs), quiet=True)
+        _dvc("queue", "start", "-j", str(jobs), quiet=True, env=worker_env(jobs))
         while re.search(r"\b(Queued|Running)\b", _dvc("queue", "status")):
             time.sleep(poll)
 
@@ -149,6 +150,16 @@ def _yaml_value(value) -> str:
 class Result:
     label: str
     run: object | None  # the newest MLflow run with these params, or None
+
+
+def worker_env(jobs: int) -> dict[str, str]:
+    """The environment for `jobs` parallel workers: each gets its share of the CPU cores
+    for PyTorch's threads (unless OMP_NUM_THREADS says otherwise). Two workers that each
+    start a thread per core spin against each other: on 2 cores a 3.6 s training took
+    64 to 69 s that way."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    return env
 
 
 def _git(*args: str) -> str:
@@ -222,16 +233,23 @@ def write_report(study: Study, results: list[Result], folder: Path) -> None:
     write_text(folder / "summary.md", _summary(study, rows))
 
 
-def _number(value, digits: int = 4) -> str:
-    if value in ("", None):
-        return ""
-    return f"{value:.{digits}f}" if isinstance(value, float) and value % 1 else f"{value:g}"
+FORMATS = {
+    "test_acc": "{:.4f}",
+    "best_val_acc": "{:.4f}",
+    "best_epoch": "{:.0f}",
+    "train_seconds": "{:.1f}",
+}
 
 
 def _markdown_table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for row in rows:
-        cells = [row[c] if isinstance(row[c], str) else _number(row[c]) for c in columns]
+        cells = [
+            FORMATS[c].format(row[c])
+            if c in FORMATS and row[c] not in ("", None)
+            else str(row[c] if row[c] is not None else "")
+            for c in columns
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -242,13 +260,20 @@ def _summary(study: Study, rows: list[dict]) -> str:
     text = f"**{study.question or study.name}** "
     if not scored:
         return text + "No experiment of this study finished.\n"
-    best = max(scored, key=lambda r: r["test_acc"])
+    top = max(r["test_acc"] for r in scored)
+    best = [r for r in scored if r["test_acc"] == top]
     worst = min(scored, key=lambda r: r["test_acc"])
-    text += (
-        f"Of {len(rows)} settings, {best['setting']} reached the best test accuracy, "
-        f"{best['test_acc']:.4f} (best validation epoch {_number(best['best_epoch'])}); "
-        f"{worst['setting']} the lowest, {worst['test_acc']:.4f}."
-    )
+    if len(best) == 1:
+        text += (
+            f"Of {len(rows)} settings, {best[0]['setting']} reached the best test accuracy, "
+            f"{top:.4f} (best validation epoch {best[0]['best_epoch']:.0f})"
+        )
+    else:
+        names = ", ".join(r["setting"] for r in best)
+        text += f"Of {len(rows)} settings, {names} share the best test accuracy, {top:.4f}"
+    if worst["test_acc"] < top:
+        text += f"; {worst['setting']} scored lowest, {worst['test_acc']:.4f}"
+    text += "."
     if failed:
         text += f" Failed (see the runs' error tag): {', '.join(failed)}."
     return text + "\n"

@@ -93,6 +93,27 @@ def test_inspect_draws_three_figures_as_plots_and_run_artifacts(repo, tmp_path):
     assert maps.shape == (10, 32, 32) and (maps.reshape(10, -1).std(axis=1) > 0.05).all()
 
 
+def test_cnnpipe_inspect_draws_the_views_of_one_picture(repo, tmp_path):
+    data = load_prepared(repo / "data/prepared")
+    Image.fromarray(data.images[0][:, :, 0]).resize((50, 40)).save(tmp_path / "mine.png")
+    result = run(["cnnpipe", "inspect", str(tmp_path / "mine.png"), "--out", "look"], repo)
+    assert result.stdout.split() == [
+        f"look/{n}" for n in ("filters.png", "feature_maps.png", "gradcam.png")
+    ]
+    assert all((repo / p).read_bytes()[:4] == b"\x89PNG" for p in result.stdout.split())
+
+    (tmp_path / "empty.png").write_bytes(b"")
+    failed = run(["cnnpipe", "inspect", str(tmp_path / "empty.png")], repo, check=False)
+    assert failed.returncode == 1 and "empty.png: empty file (0 bytes)" in failed.stderr
+    failed = run(
+        ["cnnpipe", "inspect", str(tmp_path / "mine.png"), "--layer", "x"], repo, check=False
+    )
+    assert (
+        failed.returncode == 1
+        and "layer 'x' (inspect.layer, or --layer) is not a module" in failed.stderr
+    )
+
+
 def test_without_folds_no_cross_validation_is_done(repo):
     assert read_json(repo / "metrics/crossval.json") == {"folds": 1}
     assert (np.load(repo / "data/folds/folds.npy") == -1).all()

@@ -75,7 +75,10 @@ def test_a_wrong_layer_is_named_with_the_stages_it_could_be():
     model = model_of("lenet", 32, 1, "small")
     inputs = model.prepare(torch.from_numpy(pixels(1, 32, 1)))
     assert gradcam_layer(model.network, inputs, "features.3") == "features.3"
-    with pytest.raises(CnnpipeError, match=r"inspect.layer is 'conv9'.*stages are: features\.1"):
+    with pytest.raises(
+        CnnpipeError,
+        match=r"layer 'conv9' \(inspect.layer, or --layer\) is not.*stages are: features\.1",
+    ):
         gradcam_layer(model.network, inputs, "conv9")
 
 
