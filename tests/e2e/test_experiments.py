@@ -31,7 +31,7 @@ def test_queued_sweep_on_two_workers_lands_in_one_store(tmp_path):
 
     run(["dvc", "exp", "run", "--queue", "-S", "lr=0.1,0.01,0.001"], repo)
     run(["dvc", "exp", "run", "--queue", "-S", "lr=1e10", "--name", "diverges"], repo)
-    run(["dvc", "queue", "start", "-j", "2"], repo)
+    run(["dvc", "queue", "start", "-j", "2"], repo, OMP_NUM_THREADS="1")  # a core each
     status = wait_for_queue(repo)
     assert len(re.findall(r"\bSuccess\b", status)) == 3, status
     assert re.search(r"diverges\s+\S+ \S+\s+Failed", status), status
