@@ -77,13 +77,17 @@ def store_lock():
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def retry(call, *args, attempts: int = 8, **kwargs):
-    """Run an MLflow call; if SQLite still reports the database locked, wait and retry."""
+LOCKED = ("database is locked",)
+
+
+def retry(call, *args, attempts: int = 8, transient=LOCKED, **kwargs):
+    """Run an MLflow call; if it fails with one of the `transient` messages (by default:
+    SQLite still reports the database locked), wait and retry."""
     for attempt in range(attempts):
         try:
             return call(*args, **kwargs)
         except Exception as exc:
-            if "database is locked" not in str(exc) or attempt == attempts - 1:
+            if not any(m in str(exc) for m in transient) or attempt == attempts - 1:
                 raise
             time.sleep(min(8.0, 0.25 * 2**attempt) * (0.5 + random.random()))
 
@@ -150,7 +154,10 @@ class Run:
             # A description only: the images stay in data/prepared, under DVC.
             dataset = MetaDataset(source, name=f"{name}-{part}", digest=digest)
             tags = {"images": str(len(split[part])), "classes": str(num_classes)}
-            retry(mlflow.log_input, dataset, context=context, tags=tags)
+            # Parallel experiments log the same datasets: MLflow's SQL store looks a dataset
+            # up, then inserts it, and the slower of two inserts breaks the unique key. The
+            # retry finds the row and only links it to this run.
+            retry(mlflow.log_input, dataset, context=context, tags=tags, transient=DATASET_RACE)
 
     @contextlib.contextmanager
     def nested(self, name: str, params, **extra):
@@ -377,6 +384,7 @@ def _tags() -> dict[str, str]:
 
 DATA_DIRS = ("data/prepared", "data/split")
 DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
+DATASET_RACE = (*LOCKED, "UNIQUE constraint failed: datasets")
 
 
 def data_hash(folder: str) -> str:

@@ -75,9 +75,13 @@ def test_image_folder_with_bad_files_trains_and_cross_validates(tmp_path):
         assert len(client.get_metric_history(child.info.run_id, "val_acc")) == 8
 
 
+def metrics_files(repo) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in (repo / "metrics").rglob("*") if p.is_file()}
+
+
 def test_on_bad_file_fail_names_the_files_and_writes_nothing(tmp_path):
     repo = image_clone(tmp_path, per_class=8, data__on_bad_file="fail")
-    committed = {p.name: p.read_bytes() for p in (repo / "metrics").iterdir()}
+    committed = metrics_files(repo)
     result = run(["python", "stages/prepare.py"], repo, check=False)
     assert result.returncode == 1
     error = result.stderr.strip().splitlines()[-1]
@@ -85,4 +89,4 @@ def test_on_bad_file_fail_names_the_files_and_writes_nothing(tmp_path):
     assert "one/empty.png: empty file (0 bytes)" in error
     assert error.endswith("remove them or set data.on_bad_file: skip")
     assert list((repo / "data").iterdir()) == []  # no prepared set, no temporary left over
-    assert {p.name: p.read_bytes() for p in (repo / "metrics").iterdir()} == committed
+    assert metrics_files(repo) == committed

@@ -29,7 +29,8 @@ def test_study_runs_its_grid_once_and_reports_it(tmp_path):
     assert "reports/learning_rate/summary.md" in first.stdout
     rows = list(csv.DictReader((report / "results.csv").open()))
     assert [r["setting"] for r in rows] == ["lr=0.1", "lr=0.01"]
-    assert all(r["status"] == "FINISHED" and 0 < float(r["test_acc"]) <= 1 for r in rows)
+    why = [(r["setting"], r["status"], r["error"]) for r in rows]
+    assert all(r["status"] == "FINISHED" and 0 < float(r["test_acc"]) <= 1 for r in rows), why
     assert all(float(r["train_seconds"]) > 0 and r["best_epoch"] for r in rows)
     best = max(rows, key=lambda r: float(r["test_acc"]))
     summary = (report / "summary.md").read_text()
