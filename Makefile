@@ -56,9 +56,10 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
-# Two workers, each taking whole files: a module's fixtures (one pipeline run) stay shared.
+# Two workers, sharing one trained pipeline (tests/conftest.py); tests are handed out one
+# by one, except a module marked as one xdist_group. The slowest tests are listed last.
 test: lint browser
-	pytest -n 2 --dist loadfile
+	pytest -n 2 --dist loadgroup --durations=25
 
 ui: $(STAMP)
 	cnnpipe ui

@@ -1,3 +1,4 @@
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -5,9 +6,59 @@ from pathlib import Path
 import pytest
 
 # The clone helpers live apart from the fixtures so the benchmarks can use them too.
-from workspace import REPO, cli_env, make_clone, run, set_params  # noqa: F401
+from workspace import (  # noqa: F401
+    REPO,
+    cli_env,
+    copy_repo,
+    make_clone,
+    run,
+    set_params,
+    threads_per_worker,
+)
 
 OUTPUT = Path(os.environ.get("CNNPIPE_TEST_OUTPUT", REPO / "test-output"))
+
+# PyTorch in this process (unit tests) and in every child it starts gets this worker's
+# share of the cores; set before any test module imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_worker()))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, worker_id) -> Path:
+    """A clone where the default `dvc repro` has run once (LeNet, 30 epochs), built by the
+    first pytest worker that asks for it and shared by all of them. Read it, never change
+    it: a test that changes a trained pipeline works on `trained_copy`.
+
+    System metrics are sampled every second, so that so short a training records some.
+    """
+    # With xdist every worker has its own basetemp inside the session's folder.
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent
+    repo, done, failed = (
+        shared / "trained" / "repo",
+        shared / "trained.done",
+        shared / "trained.failed",
+    )
+    with open(shared / "trained.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the others wait for the first worker's build
+        if failed.exists():
+            pytest.fail(f"the shared trained pipeline failed to build:\n{failed.read_text()}")
+        if not done.exists():
+            try:
+                make_clone(repo)
+                run(["dvc", "repro"], repo, MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="1")
+            except BaseException as exc:
+                failed.write_text(str(exc))
+                raise
+            done.touch()
+    return repo
+
+
+@pytest.fixture
+def trained_copy(trained, tmp_path) -> Path:
+    """A copy of the trained pipeline of this test's own, to change at will."""
+    return copy_repo(trained, tmp_path / "repo")
 
 
 @pytest.fixture(scope="session")

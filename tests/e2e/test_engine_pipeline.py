@@ -82,14 +82,16 @@ def test_torchrun_trains_with_ddp_on_two_gloo_processes(tmp_path):
 
     # The documented switch makes `dvc repro` itself train on two processes.
     set_params(repo, train__nproc=2)
-    result = run(["dvc", "repro"], repo)
+    result = run(["dvc", "repro", "train"], repo)
     assert "starting 2 training processes" in result.stdout
     assert len(re.findall(r"rank \d/2: final weights", result.stdout)) == 2
     _, runs = mlflow_runs(repo)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
 
     # Cross-validation trains each fold the same way, logged as nested runs of that run.
-    result = run(["dvc", "exp", "run", "-S", "split.folds=2", "-S", "train.nproc=2"], repo)
+    result = run(
+        ["dvc", "exp", "run", "crossval", "-S", "split.folds=2", "-S", "train.nproc=2"], repo
+    )
     assert "starting 2 training processes" in result.stdout
     assert "2-fold val accuracy" in result.stdout and "2 process(es) a fold" in result.stdout
     client, _ = mlflow_runs(repo)

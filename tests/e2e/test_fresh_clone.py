@@ -72,7 +72,7 @@ def test_committed_results_show_and_compare_with_an_experiment(clone):
     baseline = next(r for r in rows if r["typ"] == "baseline" and r["rev"] != "workspace")
     assert float(baseline["test_acc"]) == committed["test_acc"]
 
-    run(["dvc", "exp", "run", "-S", "lr=0.01", "-S", "epochs=3"], clone)
+    run(["dvc", "exp", "run", "evaluate", "-S", "lr=0.01", "-S", "epochs=3"], clone)
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], clone).stdout)
     change = diff["metrics/evaluate.json"]["test_acc"]
     assert change["old"] == committed["test_acc"] and change["new"] != change["old"]

@@ -17,18 +17,22 @@ from PIL import Image
 from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
 
-from conftest import cli_env, free_port, make_clone, run, set_params
+from conftest import cli_env, copy_repo, free_port, run, set_params
 
-pytestmark = pytest.mark.e2e
+# The module's tests share one registered model: on one worker.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serving")]
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """A clone that ran the pipeline once with registration on, and system metrics sampled
-    every second (the default 10 s would see none of so short a training)."""
-    path = make_clone(tmp_path_factory.mktemp("serving") / "repo")
-    set_params(path, epochs=15, tracking__register=True)
-    run(["dvc", "repro"], path, MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="1")
+def repo(trained, tmp_path_factory):
+    """The trained pipeline (system metrics sampled every second) with registration
+    switched on, which re-runs the export stage alone: its model is the champion."""
+    path = copy_repo(trained, tmp_path_factory.mktemp("serving") / "repo")
+    set_params(path, tracking__register=True)
+    result = run(["dvc", "repro"], path)
+    assert (
+        "Running stage 'export'" in result.stdout and "Running stage 'train'" not in result.stdout
+    )
     return path
 
 
@@ -135,7 +139,8 @@ def datasets(tracked) -> dict[str, tuple[str, str, dict]]:
     return found
 
 
-def test_run_lists_its_three_splits_whose_digests_follow_the_split(repo):
+def test_run_lists_its_three_splits_whose_digests_follow_the_split(trained_copy):
+    repo = trained_copy
     tracked = pipeline_run(repo)
     first = datasets(tracked)
     assert set(first) == {"training", "validation", "test"}
@@ -155,7 +160,7 @@ def test_run_lists_its_three_splits_whose_digests_follow_the_split(repo):
 
     # Another split: every digest changes. The same split again: none does.
     set_params(repo, seed=7)
-    run(["dvc", "repro"], repo)
+    run(["dvc", "repro", "train"], repo)  # the stage that logs the datasets
     second = datasets(pipeline_run(repo))
     assert all(second[c][1] != first[c][1] for c in first)
     set_params(repo, seed=42)

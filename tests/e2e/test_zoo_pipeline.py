@@ -19,10 +19,9 @@ def repo(tmp_path_factory):
     "model", ["alexnet", "vgg11_bn", "googlenet", "resnext50_32x4d", "mobilenet_v3_small"]
 )
 def test_exp_run_trains_one_epoch_of_each_family(repo, model):
-    run(
-        ["dvc", "exp", "run", "-S", f"model={model}", "-S", "epochs=1", "-S", "split.fraction=0.2"],
-        repo,
-    )
+    # Up to export: the inspect stage's figures are not what this test checks.
+    settings = [f"model={model}", "epochs=1", "split.fraction=0.2"]
+    run(["dvc", "exp", "run", "export", *(a for s in settings for a in ("-S", s))], repo)
     summary = (repo / "metrics/model_summary.txt").read_text()
     assert summary.startswith(f"{model}: small-input variant")
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
