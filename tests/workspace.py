@@ -22,12 +22,11 @@ def threads_per_worker() -> int:
 
 
 def cli_env(**extra) -> dict[str, str]:
-    """Environment for the real CLIs: this venv first on PATH, no outside MLflow server,
-    PyTorch's threads limited to this worker's share of the cores."""
+    """Environment for the real CLIs: this venv first on PATH, no outside MLflow server.
+    (Under pytest, conftest has put this worker's OMP_NUM_THREADS in the environment.)"""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env.pop("MLFLOW_TRACKING_URI", None)
-    env.setdefault("OMP_NUM_THREADS", str(threads_per_worker()))
     env.update(
         GIT_AUTHOR_NAME="cnnpipe tests",
         GIT_AUTHOR_EMAIL="tests@cnnpipe.invalid",
