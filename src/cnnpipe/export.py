@@ -6,6 +6,8 @@ probabilities out) with the metadata model_files.py defines.
 """
 
 import json
+import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -43,6 +45,8 @@ def to_onnx(model: ImageClassifier, metadata: Metadata, path: str | Path, opset:
         verbose=False,
     )
     proto = program.model_proto
+    for graph in [proto.graph, *proto.functions]:
+        portable_stack_traces(graph)
     for key, value in metadata.to_props().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -56,8 +60,50 @@ def to_torchscript(model: ImageClassifier, metadata: Metadata, path: str | Path)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", TORCHSCRIPT_DEPRECATION, FutureWarning)
         traced = torch.jit.trace(model.eval(), example_images(metadata))
+        forget_source_locations(traced)
         extra = {METADATA_FILE: json.dumps(metadata.to_props(), ensure_ascii=False)}
         torch.jit.save(traced, str(path), _extra_files=extra)
+
+
+STACK_TRACE = "pkg.torch.onnx.stack_trace"
+SOURCE_FILE = re.compile(r'File "([^"]+)"')
+
+
+def portable_stack_traces(graph) -> None:
+    """Name the source files in each ONNX node's stack trace (of a graph or a function) from their import root
+    (`cnnpipe/classifier.py`, `torch/nn/modules/conv.py`) instead of their absolute path,
+    so the same model exported from another folder is the same bytes."""
+    roots = sorted((str(Path(p).resolve()) for p in sys.path if p), key=len, reverse=True)
+
+    def relative(match: re.Match) -> str:
+        path = match.group(1)
+        root = next((r for r in roots if path.startswith(r.rstrip("/") + "/")), None)
+        return f'File "{path[len(root.rstrip("/")) + 1 :] if root else Path(path).name}"'
+
+    for node in graph.node:
+        for entry in node.metadata_props:
+            if entry.key == STACK_TRACE:
+                entry.value = SOURCE_FILE.sub(relative, entry.value)
+        for attribute in node.attribute:
+            for subgraph in [attribute.g, *attribute.graphs]:
+                portable_stack_traces(subgraph)
+
+
+def forget_source_locations(traced: torch.jit.ScriptModule) -> None:
+    """Clear the Python source locations a trace records on every node: torch.jit.save
+    writes them (absolute paths) into the archive's debug files."""
+
+    def nodes(block):
+        for node in block.nodes():
+            yield node
+            for inner in node.blocks():
+                yield from nodes(inner)
+
+    for module in traced.modules():
+        blank = module.graph.create("prim::Constant")  # a node with no source location
+        for node in nodes(module.graph):
+            node.copyMetadata(blank)
+        blank.destroy()
 
 
 PICKLE_WARNING = (

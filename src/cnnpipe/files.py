@@ -27,17 +27,20 @@ def resolve_path(path: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
+    """Yield a path with the target's own name in a private folder beside it; move it into
+    place only if the block succeeds.
+
+    The name is the final one because writers record it: torch.save names its archive's
+    inner folder after the file, so a temporary name would change the bytes from run to run.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
-        os.replace(tmp, path)
+        yield folder / path.name
+        os.replace(folder / path.name, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -46,6 +49,8 @@ def atomic_dir(path: str | os.PathLike):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    # mkdtemp makes a private (0700) folder; the output gets the user's usual permissions.
+    tmp.chmod(0o777 & ~current_umask())
     try:
         yield tmp
         if path.exists():
@@ -58,6 +63,12 @@ def atomic_dir(path: str | os.PathLike):
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)  # reading it means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, data) -> None:

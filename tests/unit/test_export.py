@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -125,3 +126,24 @@ def test_full_pickle_only_on_request_and_with_a_warning(tmp_path):
 
     save_full_pickle(model, folder, enabled=False)  # switching it off removes the pickle
     assert [p.name for p in folder.iterdir()] == ["README.txt"]
+
+
+def test_exported_files_name_no_folder_of_this_machine(tmp_path):
+    """Stack traces (ONNX) and source ranges (TorchScript) would otherwise carry absolute
+    paths, and the same model exported from another folder would be other bytes."""
+    import cnnpipe
+
+    _, model, meta = small_model()
+    to_onnx(model, meta, tmp_path / "model.onnx", opset=20)
+    to_torchscript(model, meta, tmp_path / "model.pt")
+    folders = {str(Path(cnnpipe.__file__).parents[1]), str(Path(torch.__file__).parents[1])}
+    for name in ("model.onnx", "model.pt"):
+        data = (tmp_path / name).read_bytes()
+        assert not [f for f in folders if f.encode() in data], name
+    traces = [
+        entry.value
+        for node in onnx.load(str(tmp_path / "model.onnx")).graph.node
+        for entry in node.metadata_props
+        if entry.key == "pkg.torch.onnx.stack_trace"
+    ]
+    assert any('File "cnnpipe/classifier.py"' in trace for trace in traces)
