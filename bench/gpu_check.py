@@ -67,7 +67,7 @@ def time_networks(workdir: Path, names: list[str], device: str, epochs: int, bat
     from cnnpipe.data.split import load_split
     from cnnpipe.device import seed_everything
     from cnnpipe.engine import make_engine
-    from cnnpipe.inference import evaluate
+    from cnnpipe.scoring import loss_and_accuracy
 
     data, split = load_prepared(workdir / "data/prepared"), load_split(workdir / "data/split")
     mean, std = channel_stats(data.images, split["train"])
@@ -90,7 +90,7 @@ def time_networks(workdir: Path, names: list[str], device: str, epochs: int, bat
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
-        val_loss, val_acc = evaluate(engine.module, val, batch_size, engine.amp)
+        val_loss, val_acc = loss_and_accuracy(engine.module, val, batch_size, engine.amp)
         row = {
             "model": name,
             "images_per_s": round(len(train) / seconds),

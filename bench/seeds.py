@@ -25,7 +25,7 @@ from cnnpipe.data.sources import open_source
 from cnnpipe.data.split import stratified_split
 from cnnpipe.device import seed_everything
 from cnnpipe.engine import fit
-from cnnpipe.inference import predict
+from cnnpipe.scoring import split_logits
 
 
 def main():
@@ -64,7 +64,7 @@ def main():
         engine.module.load_state_dict(fit(engine, train, val, params).state)
         index = split["test"]
         test = DeviceData(data.images[index], data.labels[index], spec.mean, spec.std, device)
-        predicted = predict(engine.module, test, params.batch_size).argmax(1).numpy()
+        predicted = split_logits(engine.module, test, params.batch_size).argmax(1).numpy()
         results[seed] = float((predicted == data.labels[index]).mean())
         print(
             f"seed {seed}: test accuracy {results[seed]:.4f} ({time.perf_counter() - start:.1f} s)"

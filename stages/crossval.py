@@ -11,11 +11,12 @@ and writes.
 
 import numpy as np
 
+from cnnpipe import paths
 from cnnpipe.config import load_params
 from cnnpipe.errors import exit_on_error
 from cnnpipe.files import write_json
 
-RESULT = "metrics/crossval.json"
+RESULT = paths.CROSSVAL_METRICS
 
 
 @exit_on_error
@@ -30,23 +31,19 @@ def main():
     # train, so the stage costs nothing without them.
     import torch
 
-    from cnnpipe import distributed, recipe, tracking
+    from cnnpipe import distributed, recipe
     from cnnpipe.data.prepared import load_prepared
     from cnnpipe.data.split import fold_indices, load_folds
-    from cnnpipe.device import resolve_device, seed_everything, set_deterministic
+    from cnnpipe.device import seed_everything
     from cnnpipe.engine import fit
+    from cnnpipe.tracking.run import continue_run
 
-    if params.train.nproc > 1 and not distributed.under_torchrun():
-        distributed.relaunch(params.train.nproc, __file__)
-    device = resolve_device(params.train.device)
-    set_deterministic(params.train.deterministic, device)
-    rank, world = distributed.setup(device)
-    device = distributed.local_device(device)
-    main_process = rank == 0
-    data, folds = load_prepared("data/prepared"), load_folds("data/folds")
+    process = distributed.start(params.train, __file__)
+    device, rank, world, main_process = process.device, process.rank, process.world, process.main
+    data, folds = load_prepared(paths.PREPARED), load_folds(paths.FOLDS)
 
     results = {}
-    with tracking.continue_run(params, active=main_process) as run:
+    with continue_run(params, active=main_process) as run:
         for fold in range(1, k + 1):
             seed_everything(params.seed)
             train_idx, val_idx = fold_indices(folds, fold - 1)

@@ -1,9 +1,10 @@
 """Stage 4: score the best checkpoint on the test split it has never seen, and draw what
-it got wrong: confusion matrices, a per-class table and the misclassified images."""
+it got wrong: confusion matrices, a per-class table and the misclassified images; and the
+training curves from train's history (drawn here, so that no figure code is train's)."""
 
 import torch.nn.functional as F
 
-from cnnpipe import tracking
+from cnnpipe import paths
 from cnnpipe.checkpoint import load_model
 from cnnpipe.config import load_params
 from cnnpipe.data.batches import DeviceData
@@ -11,28 +12,30 @@ from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
 from cnnpipe.device import resolve_device
 from cnnpipe.errors import exit_on_error
-from cnnpipe.files import write_csv, write_json
-from cnnpipe.inference import predict
+from cnnpipe.files import read_csv, write_csv, write_json
 from cnnpipe.metrics import confusion, per_class_report
-from cnnpipe.plots import confusion_png, misclassified_png
+from cnnpipe.plots.evaluation import confusion_png, curves_png, misclassified_png
+from cnnpipe.scoring import split_logits
+from cnnpipe.tracking.run import continue_run
 
 FIGURES = {
-    "confusion": "metrics/confusion.png",
-    "confusion_normalized": "metrics/confusion_normalized.png",
-    "misclassified": "metrics/misclassified.png",
+    "confusion": paths.CONFUSION_PNG,
+    "confusion_normalized": paths.CONFUSION_NORMALIZED_PNG,
+    "misclassified": paths.MISCLASSIFIED_PNG,
 }
+CURVES = paths.CURVES_PNG
 
 
 @exit_on_error
 def main():
     params = load_params()
     device = resolve_device(params.train.device)
-    model, spec = load_model("models/best.pth", "models/model.json", device)
+    model, spec = load_model(paths.BEST_WEIGHTS, paths.MODEL_SPEC, device)
 
-    data, test_idx = load_prepared("data/prepared"), load_split("data/split")["test"]
+    data, test_idx = load_prepared(paths.PREPARED), load_split(paths.SPLIT)["test"]
     test = DeviceData(data.images[test_idx], data.labels[test_idx], spec.mean, spec.std, device)
 
-    logits = predict(model, test, params.batch_size)
+    logits = split_logits(model, test, params.batch_size)
     y_true, y_pred = test.labels.cpu().numpy(), logits.argmax(1).numpy()
     report = per_class_report(y_true, y_pred, spec.classes)
     scores = {
@@ -41,10 +44,10 @@ def main():
         "test_macro_f1": sum(row["f1"] for row in report) / len(report),
     }
 
-    write_json("metrics/evaluate.json", scores)
-    write_csv("metrics/per_class.csv", report)
+    write_json(paths.EVALUATE_METRICS, scores)
+    write_csv(paths.PER_CLASS, report)
     write_csv(
-        "metrics/confusion.csv",
+        paths.CONFUSION,
         [
             {"actual": spec.classes[t], "predicted": spec.classes[p]}
             for t, p in zip(y_true, y_pred, strict=True)
@@ -55,12 +58,13 @@ def main():
     confusion_png(matrix, spec.classes, FIGURES["confusion_normalized"], normalized=True)
     test_images = data.images[test_idx]
     misclassified_png(test_images, y_true, y_pred, spec.classes, FIGURES["misclassified"])
+    history = [{k: float(v) for k, v in row.items()} for row in read_csv(paths.HISTORY)]
+    curves_png(history, CURVES)
 
-    with tracking.continue_run(params) as run:
+    with continue_run(params) as run:
         run.log_metrics(scores)
-        run.log_files(
-            *FIGURES.values(), "metrics/per_class.csv", "metrics/confusion.csv", folder="evaluate"
-        )
+        run.log_files(*FIGURES.values(), paths.PER_CLASS, paths.CONFUSION, folder="evaluate")
+        run.log_files(CURVES, folder="train")
     print(f"test accuracy {scores['test_acc']:.4f} on {len(test)} images")
 
 

@@ -6,7 +6,7 @@ registered with `tracking.register: true`."""
 
 import sys
 
-from cnnpipe import tracking
+from cnnpipe import paths
 from cnnpipe.checkpoint import load_model, save_weights
 from cnnpipe.classifier import shipped
 from cnnpipe.config import load_params
@@ -24,19 +24,20 @@ from cnnpipe.export import (
 from cnnpipe.files import atomic_path, read_json, write_json
 from cnnpipe.mlflow_models import log_models
 from cnnpipe.model_files import Metadata, OnnxModel, TorchModel
+from cnnpipe.tracking.run import continue_run
 
-EXPORTS = {"onnx": "models/model.onnx", "torchscript": "models/model.pt"}
+EXPORTS = {"onnx": paths.ONNX, "torchscript": paths.TORCHSCRIPT}
 
 
 @exit_on_error
 def main():
     params = load_params()
     cfg = params.export
-    network, spec = load_model("models/best.pth", "models/model.json", "cpu")
+    network, spec = load_model(paths.BEST_WEIGHTS, paths.MODEL_SPEC, "cpu")
     model, metadata = shipped(network, spec), Metadata.from_spec(spec)
 
     # The parity check runs on the real test images, raw as a decoder gives them.
-    data, test_idx = load_prepared("data/prepared"), load_split("data/split")["test"]
+    data, test_idx = load_prepared(paths.PREPARED), load_split(paths.SPLIT)["test"]
     images = data.images[test_idx]
     expected, max_logit = reference(model, images)
 
@@ -49,19 +50,19 @@ def main():
         parity |= compare("torchscript", TorchModel(ts_file).probabilities(images), expected)
         for name in EXPORTS:
             check_parity(parity, name, cfg.atol, cfg.rtol, cfg.min_top1_agreement)
-    save_weights(network.state_dict(), "models/model_state_dict.pth")
-    warning = save_full_pickle(network, "models/unsafe_pickle", cfg.full_pickle)
+    save_weights(network.state_dict(), paths.STATE_DICT)
+    warning = save_full_pickle(network, paths.UNSAFE_PICKLE, cfg.full_pickle)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    write_json("metrics/export.json", parity)
+    write_json(paths.EXPORT_METRICS, parity)
 
-    with tracking.continue_run(params) as run:
+    with continue_run(params) as run:
         run.log_metrics(parity)
-        files = [*EXPORTS.values(), "models/model_state_dict.pth"]
+        files = [*EXPORTS.values(), paths.STATE_DICT]
         if cfg.full_pickle:
-            files.append("models/unsafe_pickle/model_full.pth")
+            files.append(f"{paths.UNSAFE_PICKLE}/model_full.pth")
         run.log_files(*files, folder="model")
-        test_acc = read_json("metrics/evaluate.json")["test_acc"]
+        test_acc = read_json(paths.EVALUATE_METRICS)["test_acc"]
         log_models(run, model, metadata, EXPORTS["onnx"], images[:2], params.tracking, test_acc)
     print(
         f"exported {', '.join(EXPORTS.values())}: max |probability diff| "

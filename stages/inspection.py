@@ -9,7 +9,7 @@ import csv
 
 import numpy as np
 
-from cnnpipe import tracking
+from cnnpipe import paths
 from cnnpipe.checkpoint import load_model
 from cnnpipe.classifier import shipped
 from cnnpipe.config import load_params
@@ -18,8 +18,9 @@ from cnnpipe.data.split import load_split
 from cnnpipe.device import resolve_device
 from cnnpipe.errors import exit_on_error
 from cnnpipe.inspection import Shown, write_views
+from cnnpipe.tracking.run import continue_run
 
-FOLDER = "metrics/inspect"
+FOLDER = paths.INSPECT
 
 
 def one_per_class(labels: np.ndarray, limit: int) -> list[int]:
@@ -42,12 +43,12 @@ def main():
     params = load_params()
     cfg = params.inspect
     device = resolve_device(params.train.device)
-    network, spec = load_model("models/best.pth", "models/model.json", device)
+    network, spec = load_model(paths.BEST_WEIGHTS, paths.MODEL_SPEC, device)
     model = shipped(network, spec)
 
-    data, test_idx = load_prepared("data/prepared"), load_split("data/split")["test"]
+    data, test_idx = load_prepared(paths.PREPARED), load_split(paths.SPLIT)["test"]
     images = data.images[test_idx]
-    with open("metrics/confusion.csv", newline="", encoding="utf-8") as f:
+    with open(paths.CONFUSION, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))  # evaluate's prediction for each test image, in order
     index = {name: i for i, name in enumerate(spec.classes)}
     true = np.array([index[r["actual"]] for r in rows])
@@ -67,7 +68,7 @@ def main():
         layer=cfg.layer,
     )
 
-    with tracking.continue_run(params) as run:
+    with continue_run(params) as run:
         run.log_files(*views, folder="inspect")
     print(f"drew {', '.join(map(str, views))}")
 

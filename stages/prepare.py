@@ -4,6 +4,7 @@ import sys
 
 from tqdm import tqdm
 
+from cnnpipe import paths
 from cnnpipe.config import load_params
 from cnnpipe.data.prepared import prepared_writer
 from cnnpipe.data.sources import open_source
@@ -20,7 +21,7 @@ def main():
     cfg = params.data
     source = open_source(cfg)
 
-    with prepared_writer("data/prepared", source.classes) as out:
+    with prepared_writer(paths.PREPARED, source.classes) as out:
         bar = tqdm(total=source.total, desc="prepare", unit="img", disable=quiet())
         try:
             for images, labels in source.chunks:
@@ -43,7 +44,7 @@ def main():
             "bad_files": source.bad_files,
         }
     summary = {"images": out.images.count, "bad_files": len(source.bad_files)}
-    write_json("metrics/prepare.json", summary)
+    write_json(paths.PREPARE_METRICS, summary)
     skipped = f", skipped {len(source.bad_files)} unusable file(s)" if source.bad_files else ""
     print(
         f"prepared {out.images.count} images of {out.images.shape} in "

@@ -4,6 +4,7 @@ with `split.folds: k`, k stratified cross-validation folds over train + val in d
 
 import numpy as np
 
+from cnnpipe import paths
 from cnnpipe.config import load_params
 from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import k_folds, save_folds, save_split, stratified_split
@@ -13,7 +14,7 @@ from cnnpipe.errors import exit_on_error
 @exit_on_error
 def main():
     params = load_params()
-    data = load_prepared("data/prepared")
+    data = load_prepared(paths.PREPARED)
     cfg = params.split
     split = stratified_split(
         data.labels, cfg.val, cfg.test, params.seed, cfg.fraction, classes=data.classes
@@ -21,8 +22,8 @@ def main():
     folds = np.full(len(data.labels), -1)
     if cfg.folds > 1:
         folds = k_folds(data.labels, split, cfg.folds, params.seed)
-    save_split("data/split", split)
-    save_folds("data/folds", folds)
+    save_split(paths.SPLIT, split)
+    save_folds(paths.FOLDS, folds)
     print(", ".join(f"{name}: {len(split[name])}" for name in ("train", "val", "test")), end="")
     print(f"; {cfg.folds} folds over train + val" if cfg.folds > 1 else "")
 

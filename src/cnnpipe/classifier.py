@@ -6,26 +6,25 @@ travel with the weights and nobody has to re-implement them:
 
     uint8 (N, H, W, C) -> (N, C, H, W) -> float / 255 -> (x - mean) / std -> network -> softmax
 
-They are the same steps, in the same arithmetic, as the training batches' (data/batches.py),
+They are the same steps, in the same arithmetic, as the training batches' (pixels.py),
 and Netron draws them as the first nodes of the graph.
 """
 
 import torch
 from torch import nn
 
+from cnnpipe.pixels import Normalize
+
 
 class ImageClassifier(nn.Module):
     def __init__(self, network: nn.Module, mean: list[float], std: list[float]):
         super().__init__()
         self.network = network
-        shape = (1, len(mean), 1, 1)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
+        self.normalize = Normalize(mean, std)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, C) -> the network's normalised float input (N, C, H, W)."""
-        x = images.permute(0, 3, 1, 2).float() / 255.0
-        return (x - self.mean) / self.std
+        return self.normalize(images.permute(0, 3, 1, 2))
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.network(self.prepare(images))

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from cnnpipe import paths
 from cnnpipe.errors import CnnpipeError, exit_on_error
 
 
@@ -109,15 +110,15 @@ def cmd_inspect(args) -> None:
 
 def cmd_study(args) -> None:
     from cnnpipe.files import project_root
-    from cnnpipe.studies import run_study
+    from cnnpipe.studies.run import run_study
 
-    folder = run_study(args.name, args.jobs)
+    folder = run_study(args.name, args.jobs, timeout=args.timeout)
     for path in sorted(folder.iterdir()):
         print(path.relative_to(project_root()))
 
 
 def cmd_ui(args) -> None:
-    from cnnpipe.tracking import tracking_uri
+    from cnnpipe.tracking.store import tracking_uri
 
     uri = tracking_uri()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("target", help="an image file, or a folder (gives one CSV row per file)")
     predict.add_argument(
         "--model",
-        default="models/model.onnx",
+        default=paths.ONNX,
         help="a .onnx, TorchScript .pt or checkpoint .pth file (default: %(default)s)",
     )
     predict.add_argument("--topk", type=int, default=3, help="classes to show (default: 3)")
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     look.add_argument("image", help="an image file")
     look.add_argument(
         "--model",
-        default="models/best.pth",
+        default=paths.BEST_WEIGHTS,
         help="a checkpoint, model.json beside it (default: %(default)s)",
     )
     look.add_argument("--out", help="folder for the PNGs (default: inspect-<image name>)")
@@ -176,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     study = sub.add_parser("study", help="run studies/NAME.yaml's grid, write reports/NAME/")
     study.add_argument("name", help="a study under studies/, e.g. learning_rate")
     study.add_argument("--jobs", type=int, default=2, help="parallel workers (default: 2)")
+    study.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for the queue before giving up, naming what is still waiting",
+    )
     study.set_defaults(run=cmd_study)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI over this project's runs")
@@ -184,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.set_defaults(run=cmd_ui)
 
     net = sub.add_parser("netron", help="serve a model file in Netron")
-    net.add_argument("file", nargs="?", default="models/model.onnx", help="default: %(default)s")
+    net.add_argument("file", nargs="?", default=paths.ONNX, help="default: %(default)s")
     net.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     net.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
     net.set_defaults(run=cmd_netron)

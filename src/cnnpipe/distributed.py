@@ -8,9 +8,38 @@ gradients, so all ranks hold the same weights. Rank 0 alone logs and writes outp
 
 import os
 import sys
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from cnnpipe.device import resolve_device, set_deterministic
+
+
+@dataclass(frozen=True)
+class Process:
+    """This process's place in the training: its rank among `world`, and its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that logs and writes outputs."""
+        return self.rank == 0
+
+
+def start(cfg, script: str) -> Process:
+    """Start training per the train config: under `train.nproc` > 1 this process is
+    replaced by torchrun running `script`; then the device is chosen and made
+    deterministic, and a process started by torchrun joins its group."""
+    if cfg.nproc > 1 and not under_torchrun():
+        relaunch(cfg.nproc, script)
+    device = resolve_device(cfg.device)
+    set_deterministic(cfg.deterministic, device)
+    rank, world = setup(device)
+    return Process(rank, world, local_device(device))
 
 
 def under_torchrun() -> bool:

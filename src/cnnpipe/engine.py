@@ -11,12 +11,12 @@ from tqdm import tqdm
 from cnnpipe import distributed
 from cnnpipe.device import amp_dtype, deterministic_pooling
 from cnnpipe.errors import CnnpipeError
-from cnnpipe.inference import evaluate
 from cnnpipe.losses import forward_loss, make_loss
 from cnnpipe.metrics import AverageMeter
 from cnnpipe.optim import make_optimizer, make_schedule
 from cnnpipe.progress import quiet, say
 from cnnpipe.resume import restore, save_resume
+from cnnpipe.scoring import loss_and_accuracy
 from cnnpipe.transfer import param_groups
 
 
@@ -142,7 +142,7 @@ def fit(
     params,
     *,
     resume=None,
-    checkpoint=None,
+    state_file=None,
     on_epoch=None,
     rank=0,
     world=1,
@@ -151,8 +151,8 @@ def fit(
 
     The best epoch has the highest validation accuracy (the earliest on ties). With
     train.patience, training stops after that many epochs without improvement.
-    `checkpoint` (path, extra state) saves the state after every epoch; `resume`
-    continues from one.
+    `state_file` (path, extra state) saves the training state (the resume file) after
+    every epoch; `resume` continues from one. "Checkpoint" is the trained weights alone.
     """
     batch_size, patience = params.batch_size, params.train.patience
     generator = torch.Generator().manual_seed(params.seed)
@@ -167,7 +167,7 @@ def fit(
         start = time.perf_counter()
         train_loss, train_acc = engine.train_epoch(train, batch_size, generator, epoch, rank, world)
         seconds = time.perf_counter() - start  # train_epoch read the loss: the GPU is done
-        val_loss, val_acc = evaluate(engine.module, val, batch_size, engine.amp)
+        val_loss, val_acc = loss_and_accuracy(engine.module, val, batch_size, engine.amp)
         if rank == 0:
             # One plain line an epoch, also where no progress bar is drawn (dvc queue
             # logs, CI): the bar shows the steps, this line what they achieved.
@@ -191,8 +191,8 @@ def fit(
             }
         else:
             since_best += 1
-        if checkpoint:
-            path, extra = checkpoint
+        if state_file:
+            path, extra = state_file
             state = {
                 "history": history,
                 "best_acc": best_acc,

@@ -70,9 +70,9 @@ SOURCE_FILE = re.compile(r'File "([^"]+)"')
 
 
 def portable_stack_traces(graph) -> None:
-    """Name the source files in each ONNX node's stack trace (of a graph or a function) from their import root
-    (`cnnpipe/classifier.py`, `torch/nn/modules/conv.py`) instead of their absolute path,
-    so the same model exported from another folder is the same bytes."""
+    """Name the source files in the stack traces of a graph's (or a function's) nodes from
+    their import root (`cnnpipe/classifier.py`, `torch/nn/modules/conv.py`) instead of
+    their absolute path, so the same model exported from another folder is the same bytes."""
     roots = sorted((str(Path(p).resolve()) for p in sys.path if p), key=len, reverse=True)
 
     def relative(match: re.Match) -> str:

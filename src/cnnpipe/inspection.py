@@ -121,10 +121,10 @@ def write_views(model, maps: Shown, cam: Shown, targets, folder, layer: str = "a
     Returns the files' paths."""
     from pathlib import Path
 
-    from cnnpipe.plots import feature_maps_png, filters_png, gradcam_png
+    from cnnpipe.plots.inspection import feature_maps_png, filters_png, gradcam_png
 
     folder = Path(folder)
-    device = model.mean.device
+    device = model.normalize.mean.device
     network = model.network.eval()
     name, conv = first_conv(network)
     filters_png(conv.weight.detach().float().cpu().numpy(), name, folder / VIEWS[0])

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnpipe.environment import pins
-from cnnpipe.tracking import retry, store_lock
+from cnnpipe.tracking.store import retry, store_lock
 
 CHAMPION = "champion"
 SCORE_TAG = "test_acc"

@@ -9,8 +9,8 @@ import sys
 from cnnpipe.checkpoint import ModelSpec
 from cnnpipe.data.batches import Augment, channel_stats, place
 from cnnpipe.engine import make_engine
-from cnnpipe.models import resolve_variant
 from cnnpipe.transfer import freeze_backbone, load_pretrained
+from cnnpipe.zoo import resolve_variant
 
 
 def training(params, data, train_index, val_index, device, world=1, verbose=True):

@@ -2,6 +2,7 @@
 other modules, function-local imports included: a change to any of them re-runs it."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -71,12 +72,52 @@ def test_stage_deps_cover_every_imported_module(name):
     assert script.startswith("stages/") and script.endswith(".py"), stage["cmd"]
     deps = stage["deps"]
     assert script in deps, f"{name}: its own script {script} is not in its deps"
-    missing = sorted(f for f in project_files(REPO / script) if not covered(f, deps))
+    imported = project_files(REPO / script)
+    missing = sorted(f for f in imported if not covered(f, deps))
     assert not missing, f"dvc.yaml stage '{name}' imports but does not list: {', '.join(missing)}"
+    # And no more: a source dep the stage never loads would re-run it for nothing (a change
+    # to study or figure code must not retrain).
+    unused = [
+        d for d in deps if d.startswith("src/") and not any(covered(f, [d]) for f in imported)
+    ]
+    assert not unused, f"dvc.yaml stage '{name}' lists but never imports: {', '.join(unused)}"
+
+
+def test_no_stage_before_evaluate_depends_on_study_or_figure_code():
+    for name in ("prepare", "split", "train"):
+        deps = STAGES[name]["deps"]
+        assert not [d for d in deps if d.startswith(("src/cnnpipe/studies", "src/cnnpipe/plots"))]
 
 
 def test_import_walk_follows_function_local_and_package_imports():
     files = project_files(REPO / "stages/train.py")
     assert "src/cnnpipe/__init__.py" in files
     assert "src/cnnpipe/models/lenet.py" in files  # reached only through the registry
-    assert "src/cnnpipe/config.py" in files
+    assert "src/cnnpipe/config/__init__.py" in files
+
+
+def pipeline_paths() -> set[str]:
+    """Every file or folder dvc.yaml passes between stages."""
+    found = set()
+    for stage in STAGES.values():
+        for kind in ("deps", "outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                found.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+    return {p for p in found if p.startswith(("data/", "models/", "metrics/"))}
+
+
+def test_every_path_the_stages_share_is_named_once_in_paths_py():
+    from cnnpipe import paths
+
+    named = {v for k, v in vars(paths).items() if k.isupper()}
+    unnamed = sorted(
+        p for p in pipeline_paths() if p not in named and not p.startswith(paths.INSPECT + "/")
+    )
+    assert not unnamed, f"dvc.yaml paths not named in src/cnnpipe/paths.py: {unnamed}"
+    literal = re.compile(r"[\"'](?:data|models|metrics)/")
+    written_again = [
+        str(f.relative_to(REPO))
+        for f in [*(REPO / "stages").glob("*.py"), *(SRC / "cnnpipe").rglob("*.py")]
+        if f.name != "paths.py" and literal.search(f.read_text(encoding="utf-8"))
+    ]
+    assert not written_again, f"write these paths as cnnpipe.paths names: {written_again}"

@@ -12,7 +12,7 @@ import sys, warnings
 import mlflow
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
-from cnnpipe.tracking import DATASET_RACE, retry
+from cnnpipe.tracking.store import DATASET_RACE, retry
 
 warnings.simplefilter("ignore")
 mlflow.set_tracking_uri(sys.argv[1])

@@ -131,7 +131,7 @@ def test_resumed_training_ends_exactly_like_an_uninterrupted_one(digits, tmp_pat
 
     path = tmp_path / "state.pt"
     first = engine_for(digits, 5, 3)
-    fit(first, train_data, val, params_for(2, 3), checkpoint=(path, {"fingerprint": "run"}))
+    fit(first, train_data, val, params_for(2, 3), state_file=(path, {"fingerprint": "run"}))
     # A new process would start from a freshly seeded, freshly initialised network.
     second = engine_for(digits, 5, 3)
     state = load_resume(path, "run", "cpu")

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cnnpipe.pixels import Normalize
+
 
 def channel_stats(images: np.ndarray, index=None, chunk: int = 4096):
     """Per-channel (mean, std) in 0..1 of uint8 images (N, H, W, C), or of the rows `index`.
@@ -55,15 +57,6 @@ def to_nchw(images: np.ndarray) -> torch.Tensor:
     """
     nchw = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
     return nchw.clone(memory_format=torch.contiguous_format)
-
-
-class _Normalizer:
-    def __init__(self, mean, std, device):
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() / 255.0 - self.mean) / self.std
 
 
 class Augment:
@@ -116,7 +109,7 @@ class DeviceData:
     def __init__(self, images: np.ndarray, labels: np.ndarray, mean, std, device, augment=None):
         self.images = to_nchw(images).to(device)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
-        self.normalize = _Normalizer(mean, std, device)
+        self.normalize = Normalize(mean, std).to(device)
         self.augment = augment or None
 
     def __len__(self) -> int:
@@ -171,7 +164,7 @@ class HostData:
         self.labels_np = np.asarray(labels, dtype=np.int64)[self.index]
         self.labels = torch.from_numpy(self.labels_np)
         self.device = torch.device(device)
-        self.normalize = _Normalizer(mean, std, device)
+        self.normalize = Normalize(mean, std).to(device)
         self.augment = augment or None
         self._sampler = _Chunks()
         self._loader = DataLoader(

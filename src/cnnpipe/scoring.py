@@ -1,11 +1,12 @@
-"""A network's logits and scores on a whole split, batch by batch."""
+"""A network's logits and scores on a whole split, batch by batch (named apart from
+`cnnpipe predict`, which runs a shipped model on picture files)."""
 
 import torch
 import torch.nn.functional as F
 
 
 @torch.no_grad()
-def predict(model, data, batch_size: int, amp=None) -> torch.Tensor:
+def split_logits(model, data, batch_size: int, amp=None) -> torch.Tensor:
     """Logits for every image of `data`, in order, on the CPU, in float32."""
     model.eval()
     device = next(model.parameters()).device
@@ -16,9 +17,9 @@ def predict(model, data, batch_size: int, amp=None) -> torch.Tensor:
     return torch.cat(out)
 
 
-def evaluate(model, data, batch_size: int, amp=None) -> tuple[float, float]:
+def loss_and_accuracy(model, data, batch_size: int, amp=None) -> tuple[float, float]:
     """(cross-entropy, accuracy) of `model` on `data`."""
-    logits = predict(model, data, batch_size, amp)
+    logits = split_logits(model, data, batch_size, amp)
     labels = data.labels.cpu()
     loss = F.cross_entropy(logits, labels).item()
     return loss, (logits.argmax(1) == labels).float().mean().item()

@@ -1,0 +1,44 @@
+"""Checks across keys, after each value is valid on its own: a model's options, the
+split's shares, settings that need one another."""
+
+from cnnpipe import zoo
+from cnnpipe.config.schema import Params
+from cnnpipe.config.validate import ConfigError
+from cnnpipe.errors import CnnpipeError
+
+
+def check_consistency(params: Params, source: str) -> None:
+    names = zoo.registered_names()
+    if params.model not in names:
+        raise ConfigError(
+            f"{source}: model is '{params.model}', which is not registered; "
+            f"allowed: {', '.join(names)}"
+        )
+    for key, value in (("dropout", params.net.dropout), ("lrn", params.net.lrn)):
+        try:
+            zoo.check_options(params.model, **{key: value})
+        except CnnpipeError as exc:
+            raise ConfigError(f"{source}: net.{key} is {value}, but {exc}") from None
+    if params.split.val + params.split.test >= 1:
+        raise ConfigError(
+            f"{source}: split.val + split.test must be < 1 to leave images for training, "
+            f"got {params.split.val} + {params.split.test}"
+        )
+    if params.train.nesterov and (params.optimizer != "sgd" or params.train.momentum == 0):
+        raise ConfigError(
+            f"{source}: train.nesterov needs optimizer sgd with train.momentum > 0, "
+            f"got optimizer {params.optimizer} with momentum {params.train.momentum}"
+        )
+    if params.data.source == "imagefolder" and not params.data.root:
+        raise ConfigError(
+            f"{source}: data.source is imagefolder, so data.root must name the folder "
+            "whose subfolders are the classes"
+        )
+    if params.net.freeze == "backbone" and not params.net.pretrained:
+        raise ConfigError(
+            f"{source}: net.freeze is backbone, but net.pretrained is null: a frozen "
+            "random backbone learns nothing; name the weights to start from"
+        )
+    device = params.train.device
+    if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        raise ConfigError(f"{source}: train.device is '{device}'; allowed: auto, cpu, cuda, cuda:N")

@@ -1,0 +1,86 @@
+"""`cnnpipe study NAME`: queue the experiments a study still lacks on this commit, run
+them, and write the report from the runs MLflow holds."""
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from cnnpipe.config import flatten, load_params, parse_params
+from cnnpipe.errors import CnnpipeError
+from cnnpipe.files import project_root
+from cnnpipe.studies.queue import queue, run_queue
+from cnnpipe.studies.report import REPORTS, Result, write_report
+from cnnpipe.studies.spec import Study, apply_setting, load_study
+from cnnpipe.tracking.store import connect, retry, tracking_uri
+from cnnpipe.tracking.study import study_parent
+
+
+def run_study(name: str, jobs: int = 2, poll: float = 3.0, timeout: float | None = None) -> Path:
+    """Queue the study's experiments, run them on `jobs` workers, write the report."""
+    root = project_root()
+    study = load_study(name, root)
+    params = load_params(root / "params.yaml")
+    if not params.tracking.enabled:
+        raise CnnpipeError("a study reads its results from MLflow: set tracking.enabled: true")
+    experiment_id = connect(params)
+    if experiment_id is None:
+        raise CnnpipeError(f"a study needs MLflow, and {tracking_uri()} is unreachable")
+    parent = study_parent(experiment_id, name)
+
+    # An experiment of this study that already ran on this commit is not run again.
+    commit = _git("rev-parse", "HEAD")
+    done = _runs(study, experiment_id, parent, commit)
+    todo = [s for s, r in zip(study.settings(), done, strict=True) if r.run is None]
+    print(
+        f"study {name}: {len(done) - len(todo)} of {len(done)} experiments ran on this commit "
+        f"already; running {len(todo)} on {jobs} workers",
+        flush=True,
+    )
+    if todo:
+        queue(todo, {"tracking.study": name})
+        run_queue(jobs, poll, timeout)
+
+    folder = root / REPORTS / name
+    write_report(study, _runs(study, experiment_id, parent, commit), folder)
+    client = _client()
+    for path in sorted(folder.iterdir()):
+        retry(client.log_artifact, parent, str(path), "report")
+    return folder
+
+
+def _client():
+    import mlflow
+
+    return mlflow.MlflowClient()
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise CnnpipeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def _runs(study: Study, experiment_id: str, parent: str, commit: str) -> list[Result]:
+    """Per setting, the newest finished (or failed) child run of the study's parent that
+    ran with its params on `commit` (DVC tags each with its experiment's baseline)."""
+    children = retry(
+        _client().search_runs,
+        [experiment_id],
+        filter_string=(
+            f"tags.mlflow.parentRunId = '{parent}' and tags.`dvc.baseline` = '{commit}' "
+            "and attributes.status != 'RUNNING'"
+        ),
+        order_by=["attributes.start_time DESC"],
+    )
+    raw = yaml.safe_load((project_root() / "params.yaml").read_text(encoding="utf-8"))
+    results = []
+    for setting in study.settings():
+        expected = flatten(parse_params(apply_setting(raw, setting)))
+        want = {k: str(expected[k]) for k in setting}
+        match = next(
+            (r for r in children if all(r.data.params.get(k) == v for k, v in want.items())), None
+        )
+        results.append(Result(study.label(setting), match))
+    return results
