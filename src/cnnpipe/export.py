@@ -100,8 +100,12 @@ def forget_source_locations(traced: torch.jit.ScriptModule) -> None:
                 yield from nodes(inner)
 
     for module in traced.modules():
-        blank = module.graph.create("prim::Constant")  # a node with no source location
-        for node in nodes(module.graph):
+        try:
+            graph = module.graph
+        except RuntimeError:  # a submodule the trace never called (GoogLeNet's aux heads)
+            continue
+        blank = graph.create("prim::Constant")  # a node with no source location
+        for node in nodes(graph):
             node.copyMetadata(blank)
         blank.destroy()
 
