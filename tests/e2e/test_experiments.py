@@ -28,6 +28,9 @@ def test_queued_sweep_on_two_workers_lands_in_one_store(tmp_path):
     repo = make_clone(tmp_path / "repo")
     set_params(repo, epochs=3, split__fraction=0.5, tracking__register=True)
     run(["git", "commit", "-qam", "short runs"], repo)
+    # As the README says: the stages all experiments share run once, so that two workers
+    # do not write the same run-cache entry at once.
+    run(["dvc", "repro", "split"], repo)
 
     # Up to export, which logs and registers the models; the inspect stage is not checked.
     run(["dvc", "exp", "run", "--queue", "export", "-S", "lr=0.1,0.01,0.001"], repo)

@@ -27,6 +27,7 @@ def test_study_runs_its_grid_once_and_reports_it(tmp_path):
         "summary.md",
     }
     assert "reports/learning_rate/summary.md" in first.stdout
+    assert first.stdout.count(": success") == 2  # a line as each experiment ends
     rows = list(csv.DictReader((report / "results.csv").open()))
     assert [r["setting"] for r in rows] == ["lr=0.1", "lr=0.01"]
     why = [(r["setting"], r["status"], r["error"]) for r in rows]

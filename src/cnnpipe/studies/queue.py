@@ -34,11 +34,17 @@ def dvc(*args: str, quiet: bool = False, env: dict | None = None) -> str:
     return done.stdout or ""
 
 
+# A study asks how training goes: its experiments run up to evaluate (the test score),
+# not export and inspect, which would add half again to each one's time.
+TARGET = "evaluate"
+
+
 def queue(settings: list[dict], fixed: dict[str, object]) -> None:
     """One queued `dvc exp run` per setting, each with the `fixed` params too."""
     for setting in settings:
         values = [f"{k}={yaml_value(v)}" for k, v in {**fixed, **setting}.items()]
-        dvc("exp", "run", "--queue", *itertools.chain.from_iterable(("-S", v) for v in values))
+        overrides = itertools.chain.from_iterable(("-S", v) for v in values)
+        dvc("exp", "run", "--queue", TARGET, *overrides)
 
 
 def worker_env(jobs: int) -> dict[str, str]:
@@ -62,20 +68,32 @@ def statuses() -> dict[str, str]:
 
 
 def run_queue(jobs: int, poll: float = 3.0, timeout: float | None = None) -> None:
-    """Start `jobs` workers and wait until nothing is queued or running; a line for each
-    experiment as it ends. With `timeout` (seconds) give up, naming those still waiting."""
-    already = {name for name, status in statuses().items() if status in ENDED}
-    dvc("queue", "start", "-j", str(jobs), quiet=True, env=worker_env(jobs))
+    """Run the queue on `jobs` workers and wait until nothing is queued or running; a line
+    for each experiment as it ends. With `timeout` (seconds) give up, naming those still
+    waiting.
+
+    One worker starts alone, and the others join once its first experiment has ended:
+    experiments that start together run the stages they share (prepare, split) at once,
+    and DVC's run cache fails one of them writing the same entry. After the first, the
+    others find those stages in the run cache.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
+    before = {name for name, status in statuses().items() if status in ENDED}
+    ended = []  # this run's, in the order they ended
+    dvc("queue", "start", "-j", "1", quiet=True, env=worker_env(jobs))
+    joined = jobs == 1
     while True:
         current = statuses()
         for name, status in current.items():
-            if status in ENDED and name not in already:
-                already.add(name)
+            if status in ENDED and name not in before and name not in ended:
+                ended.append(name)
                 print(f"  {name}: {status.lower()}", flush=True)
         waiting = sorted(n for n, s in current.items() if s not in ENDED)
         if not waiting:
             return
+        if not joined and ended:
+            dvc("queue", "start", "-j", str(jobs - 1), quiet=True, env=worker_env(jobs))
+            joined = True
         if deadline is not None and time.monotonic() > deadline:
             raise CnnpipeError(
                 f"the queue did not finish in {timeout:g} s; still queued or running: "
