@@ -1,4 +1,5 @@
-"""One network of every family through the real `dvc exp run`, on a fifth of the digits."""
+"""One network of every family through the real `dvc exp run`, on a tenth of the digits at
+16 px (the small-input variants take it; what is checked is the path, not the score)."""
 
 import json
 
@@ -20,7 +21,7 @@ def repo(tmp_path_factory):
 )
 def test_exp_run_trains_one_epoch_of_each_family(repo, model):
     # Up to export: the inspect stage's figures are not what this test checks.
-    settings = [f"model={model}", "epochs=1", "split.fraction=0.2"]
+    settings = [f"model={model}", "epochs=1", "split.fraction=0.1", "data.image_size=16"]
     run(["dvc", "exp", "run", "export", *(a for s in settings for a in ("-S", s))], repo)
     summary = (repo / "metrics/model_summary.txt").read_text()
     assert summary.startswith(f"{model}: small-input variant")
