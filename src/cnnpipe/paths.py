@@ -3,6 +3,8 @@
 scripts use these names instead of writing the paths again. All are relative to the
 repository's root, where DVC runs every stage."""
 
+# check
+PARAMS_CHECKED = "data/params_checked.json"
 # prepare
 PREPARED = "data/prepared"
 PREPARE_REPORT = "data/prepared/report.json"

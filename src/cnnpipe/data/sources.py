@@ -41,6 +41,14 @@ class Source:
     bad_files: list[dict] = field(default_factory=list)  # {"path", "reason"}, filled as read
 
 
+def check_source(cfg: DataConfig) -> None:
+    """What can be known about the source without reading it: an image folder exists."""
+    if cfg.source == "imagefolder":
+        root = resolve_path(cfg.root)
+        if not root.is_dir():
+            raise CnnpipeError(f"data.root {root}: no such folder")
+
+
 def open_source(cfg: DataConfig) -> Source:
     if cfg.source == "digits":
         return _from_arrays(*_digits(), cfg)
@@ -141,8 +149,7 @@ def _resize(images: np.ndarray, size: int, channels: int) -> np.ndarray:
 
 
 def _image_folder(root: Path, cfg: DataConfig) -> Source:
-    if not root.is_dir():
-        raise CnnpipeError(f"data.root {root}: no such folder")
+    check_source(cfg)
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise CnnpipeError(
