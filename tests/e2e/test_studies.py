@@ -5,7 +5,7 @@ import csv
 import pytest
 from mlflow import MlflowClient
 
-from conftest import make_clone, run
+from conftest import make_clone, run, set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -17,8 +17,12 @@ def test_study_runs_its_grid_once_and_reports_it(tmp_path):
         "question: What does the learning rate do?\ngrid:\n  lr: [0.1, 0.01]\nset:\n  epochs: 3\n"
     )
     run(["git", "commit", "-qam", "a short study"], repo)
+    # What the README's earlier commands leave in params.yaml (an Adam experiment, then
+    # registration on) is not the study's base: the commit's params are.
+    set_params(repo, optimizer="adam", tracking__register=True)
 
     first = run(["cnnpipe", "study", "learning_rate"], repo)
+    assert "params.yaml differs from HEAD in optimizer, tracking.register" in first.stdout
     report = repo / "reports/learning_rate"
     assert {p.name for p in report.iterdir()} == {
         "curves.png",
@@ -44,6 +48,9 @@ def test_study_runs_its_grid_once_and_reports_it(tmp_path):
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(c.data.params["lr"] for c in children) == ["0.01", "0.1"]
     assert all(c.data.tags["study"] == "learning_rate" for c in children)
+    assert all(c.data.params["optimizer"] == "sgd" for c in children)
+    assert all(c.data.params["tracking.register"] == "False" for c in children)
+    assert client.search_registered_models() == []
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert "report/curves.png" in artifacts and "report/summary.md" in artifacts
 

@@ -19,8 +19,13 @@ from cnnpipe.tracking.study import study_parent
 def run_study(name: str, jobs: int = 2, poll: float = 3.0, timeout: float | None = None) -> Path:
     """Queue the study's experiments, run them on `jobs` workers, write the report."""
     root = project_root()
-    study = load_study(name, root)
-    params = load_params(root / "params.yaml")
+    # A study runs on the committed params, whatever params.yaml holds now (an earlier
+    # `dvc exp run -S optimizer=adam` leaves its values there): its report answers the
+    # question for the commit, and its runs never register models unless it says so.
+    committed = yaml.safe_load(_git("show", "HEAD:params.yaml")) or {}
+    study = load_study(name, root, committed)
+    params = parse_params(committed, source="params.yaml at HEAD")
+    pinned = changed_from(load_params(root / "params.yaml"), params)
     if not params.tracking.enabled:
         raise CnnpipeError("a study reads its results from MLflow: set tracking.enabled: true")
     experiment_id = connect(params)
@@ -30,19 +35,25 @@ def run_study(name: str, jobs: int = 2, poll: float = 3.0, timeout: float | None
 
     # An experiment of this study that already ran on this commit is not run again.
     commit = _git("rev-parse", "HEAD")
-    done = _runs(study, experiment_id, parent, commit)
+    done = _runs(study, committed, experiment_id, parent, commit)
     todo = [s for s, r in zip(study.settings(), done, strict=True) if r.run is None]
     print(
         f"study {name}: {len(done) - len(todo)} of {len(done)} experiments ran on this commit "
         f"already; running {len(todo)} on {jobs} workers",
         flush=True,
     )
+    if pinned:
+        print(
+            f"study {name}: params.yaml differs from HEAD in {', '.join(pinned)}; the study "
+            "runs on HEAD's values",
+            flush=True,
+        )
     if todo:
-        queue(todo, {"tracking.study": name})
+        queue(todo, {**pinned, "tracking.study": name, "tracking.register": False})
         run_queue(jobs, poll, timeout)
 
     folder = root / REPORTS / name
-    write_report(study, _runs(study, experiment_id, parent, commit), folder)
+    write_report(study, _runs(study, committed, experiment_id, parent, commit), folder)
     client = _client()
     for path in sorted(folder.iterdir()):
         retry(client.log_artifact, parent, str(path), "report")
@@ -62,7 +73,15 @@ def _git(*args: str) -> str:
     return done.stdout.strip()
 
 
-def _runs(study: Study, experiment_id: str, parent: str, commit: str) -> list[Result]:
+def changed_from(now, then) -> dict[str, object]:
+    """{key: its value in `then`} for every param whose value `now` changes."""
+    now, then = flatten(now), flatten(then)
+    return {key: value for key, value in then.items() if now[key] != value}
+
+
+def _runs(
+    study: Study, committed: dict, experiment_id: str, parent: str, commit: str
+) -> list[Result]:
     """Per setting, the newest finished (or failed) child run of the study's parent that
     ran with its params on `commit` (DVC tags each with its experiment's baseline)."""
     children = retry(
@@ -74,10 +93,9 @@ def _runs(study: Study, experiment_id: str, parent: str, commit: str) -> list[Re
         ),
         order_by=["attributes.start_time DESC"],
     )
-    raw = yaml.safe_load((project_root() / "params.yaml").read_text(encoding="utf-8"))
     results = []
     for setting in study.settings():
-        expected = flatten(parse_params(apply_setting(raw, setting)))
+        expected = flatten(parse_params(apply_setting(committed, setting)))
         want = {k: str(expected[k]) for k in setting}
         match = next(
             (r for r in children if all(r.data.params.get(k) == v for k, v in want.items())), None

@@ -33,8 +33,9 @@ class Study:
         return ", ".join(f"{k}={setting[k]}" for k in self.grid)
 
 
-def load_study(name: str, root: Path) -> Study:
-    """Read studies/NAME.yaml; every key must be a param and every value valid for it."""
+def load_study(name: str, root: Path, base: dict) -> Study:
+    """Read studies/NAME.yaml; every key must be a param and every value valid for it on
+    top of `base` (params.yaml's dict)."""
     path = root / STUDIES / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (root / STUDIES).glob("*.yaml"))
@@ -48,7 +49,6 @@ def load_study(name: str, root: Path) -> Study:
         )
     grid = {k: v if isinstance(v, list) else [v] for k, v in raw["grid"].items()}
     study = Study(name, str(raw.get("question", "")), grid, dict(raw.get("set") or {}))
-    base = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
     for setting in study.settings():
         parse_params(apply_setting(base, setting), source=str(path))  # names a bad key or value
     return study
