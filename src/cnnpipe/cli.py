@@ -8,7 +8,7 @@ cnnpipe netron [FILE] a model's graph in Netron, on 127.0.0.1 (no browser is ope
 
 import argparse
 import contextlib
-import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -123,8 +123,37 @@ def cmd_ui(args) -> None:
     uri = tracking_uri()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", args.host, "--port", str(args.port)]
-    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
-    os.execv(sys.executable, command)
+    url = f"http://{args.host}:{args.port}"
+    server = subprocess.Popen(command)
+    try:
+        # The address is printed once the server answers (it takes MLflow some seconds to
+        # start), so that opening it at once works.
+        _wait_until_answering(url, server, limit=180)
+        print(f"MLflow UI for {uri} at {url} (Ctrl-C stops it)", flush=True)
+        return server.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait()
+
+
+def _wait_until_answering(url: str, server: subprocess.Popen, limit: float) -> None:
+    import time
+    import urllib.request
+
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise CnnpipeError(f"the MLflow UI stopped before it answered at {url} (port in use?)")
+        try:
+            with direct.open(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise CnnpipeError(f"the MLflow UI did not answer at {url} within {limit:g} s")
 
 
 def cmd_netron(args) -> None:

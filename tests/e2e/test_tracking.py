@@ -182,3 +182,31 @@ def test_pipeline_logs_to_a_tracking_server_and_its_ui_shows_the_run(
     assert float(after[1]) == pytest.approx(test_acc)
     page.screenshot(path=screenshots / "mlflow-run.png", full_page=True)
     page.close()
+
+
+def test_cnnpipe_ui_prints_its_address_once_it_answers_and_stops_whole(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    ui = subprocess.Popen(
+        ["cnnpipe", "ui", "--port", str(port)],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # the UI and the server it starts, one process group
+    )
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        said = []  # the server's own lines come through the same stdout
+        while not said or "Ctrl-C stops it" not in said[-1]:
+            said.append(ui.stdout.readline())
+            assert said[-1], f"cnnpipe ui ended without its address: {said}"
+        assert f"at {url} (Ctrl-C stops it)" in said[-1]
+        with direct.open(f"{url}/health", timeout=5) as answer:  # answering when it says so
+            assert answer.status == 200
+    finally:
+        os.killpg(ui.pid, signal.SIGINT)  # what Ctrl-C sends the terminal's process group
+        assert ui.wait(timeout=60) == 0
+    with pytest.raises(OSError):
+        direct.open(f"{url}/health", timeout=2)  # the server went with it
