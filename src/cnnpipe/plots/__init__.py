@@ -17,7 +17,8 @@ warnings.filterwarnings("ignore", message="Glyph .* missing from font")
 
 
 def save(fig, path: str | Path) -> None:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure with a colour bar lays itself out
+        fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

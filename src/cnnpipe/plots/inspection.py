@@ -10,29 +10,32 @@ from cnnpipe.plots import save, show_image
 
 def filters_png(weight: np.ndarray, name: str, path: str | Path, limit: int = 64) -> None:
     """A convolution's kernels (out, in, k, k) as a grid: colour kernels of an RGB input as
-    RGB, otherwise one cell per kernel and input channel. Each kernel is scaled to its own
-    range, so the pattern it detects shows whatever its magnitude."""
+    RGB, otherwise one cell per kernel and input channel, on one colour scale shared by
+    all (blue negative, red positive), so that kernels can be compared with each other."""
     out, channels = weight.shape[:2]
     kernels = weight[:limit]
-    low = kernels.min(axis=(1, 2, 3), keepdims=True)
-    high = kernels.max(axis=(1, 2, 3), keepdims=True)
-    scaled = (kernels - low) / np.where(high > low, high - low, 1.0)
+    bound = float(np.abs(kernels).max()) or 1.0
     cells = (
-        [k.transpose(1, 2, 0) for k in scaled]
+        [k.transpose(1, 2, 0) / (2 * bound) + 0.5 for k in kernels]  # 0 is mid-grey
         if channels == 3
-        else [k[c] for k in scaled for c in range(min(channels, 4))]
+        else [k[c] for k in kernels for c in range(min(channels, 4))]
     )
     cols = min(16, len(cells))
     rows = -(-len(cells) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(0.8 * cols + 0.4, 0.8 * rows + 0.9))
+    size = 1.3 if len(cells) <= 16 else 0.8  # inches a cell: a few kernels get room
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(size * cols + 1.4, size * rows + 1.0), layout="constrained"
+    )
     for ax in np.atleast_1d(axes).flat:
         ax.axis("off")
     for ax, cell in zip(np.atleast_1d(axes).flat, cells, strict=False):
-        ax.imshow(cell, cmap=None if channels == 3 else "gray", vmin=0, vmax=1)
+        shown = ax.imshow(cell, cmap=None if channels == 3 else "RdBu_r", vmin=-bound, vmax=bound)
+    if channels != 3:
+        fig.colorbar(shown, ax=np.atleast_1d(axes).ravel().tolist(), shrink=0.8, label="weight")
     k = weight.shape[-1]
-    shown = f"first {len(kernels)} of {out}" if out > limit else f"all {out}"
+    shown_count = f"first {len(kernels)} of {out}" if out > limit else f"all {out}"
     how = "as RGB" if channels == 3 else "per input channel" if channels > 1 else "grey input"
-    fig.suptitle(f"{name}: {shown} kernels, {k}×{k}, {how}", fontsize=10)
+    fig.suptitle(f"{name}: {shown_count} kernels, {k}×{k}, {how}, one scale", fontsize=10)
     save(fig, path)
 
 
@@ -63,13 +66,19 @@ def gradcam_png(
     """Each image (uint8 N, H, W, C) with its Grad-CAM map (N, H, W in 0..1) laid over it."""
     cols = max(1, min(5, len(images)))
     rows = -(-len(images) // cols)
-    size = (max(4.0, 2.0 * cols), 2.4 * rows + 0.6)
-    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
+    size = (max(4.0, 2.0 * cols) + 1.0, 2.4 * rows + 0.6)  # and the colour bar
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
+    colours = plt.get_cmap("jet")
     for ax, image, heat, title in zip(axes.flat, images, maps, titles, strict=False):
         show_image(ax, image)
-        ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        # See-through where there is no evidence, so the picture stays visible under it.
+        overlay = colours(heat)
+        overlay[..., 3] = 0.65 * heat
+        ax.imshow(overlay)
         ax.set_title(title, fontsize=8)
+    scale = plt.cm.ScalarMappable(plt.Normalize(0, 1), colours)
+    fig.colorbar(scale, ax=axes.ravel().tolist(), shrink=0.7, label="evidence (per image)")
     fig.suptitle(f"Grad-CAM at {layer}\nwhere the evidence for the predicted class is", fontsize=10)
     save(fig, path)
