@@ -12,6 +12,7 @@ at once; and a write that still finds it locked is retried.
 
 import contextlib
 import fcntl
+import logging
 import os
 import random
 import sqlite3
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.files import project_root
+from cnnpipe.progress import quiet
 
 BUSY_TIMEOUT = 60  # seconds a SQLite connection waits for another process's write
 
@@ -112,6 +114,11 @@ def connect(params) -> str | None:
 def _experiment_id(name: str) -> str:
     import mlflow
 
+    if quiet():
+        # Into a log (dvc queue logs, CI) MLflow's INFO lines (schema created, system
+        # metrics started and stopped) are noise; its warnings and errors still show. Set
+        # after the import, which configures MLflow's loggers.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(mlflow_uri())
     store = local_store()
     # The first process creates the schema while the others wait at the lock.
