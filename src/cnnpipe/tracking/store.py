@@ -89,11 +89,9 @@ def connect(params) -> str | None:
         print("MLflow tracking is off (tracking.enabled: false)", file=sys.stderr)
         return None
     uri = tracking_uri()
-    if uri.startswith(("http:", "https:")):
-        # By default MLflow retries an unreachable server for minutes; answer in seconds.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     try:
+        if uri.startswith(("http:", "https:")):
+            _probe(uri)
         experiment_id = _experiment_id(params.tracking.experiment)
     except Exception as exc:  # refused, timed out, bad URI, bad database: all mean "no store"
         reason = " ".join(str(exc).split())[:300]
@@ -109,6 +107,16 @@ def connect(params) -> str | None:
         )
         return None
     return experiment_id
+
+
+def _probe(uri: str, timeout: float = 10) -> None:
+    """A tracking server answers /health within `timeout` seconds, or this raises. MLflow's
+    own calls retry a server that does not answer for minutes, which is right for one that
+    restarts during a run, not for one that is not there when the stage starts."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+        pass
 
 
 def _experiment_id(name: str) -> str:
