@@ -37,7 +37,8 @@ def changed_sources(repo: Path) -> list[str]:
     metrics before the stage runs, which alone is no change to the code or params."""
     status = _git(repo, "status", "--porcelain", "--untracked-files=no", "-z")
     changed = [entry[3:] for entry in (status or "").split("\0") if entry[3:]]
-    return [path for path in changed if path not in pipeline_outputs(repo)]
+    outputs = pipeline_outputs(repo)
+    return [path for path in changed if path not in outputs]
 
 
 def pipeline_outputs(repo: Path) -> set[str]:
