@@ -66,8 +66,9 @@ def main():
         log_models(run, model, metadata, EXPORTS["onnx"], images[:2], params.tracking, test_acc)
     print(
         f"exported {', '.join(EXPORTS.values())}: max |probability diff| "
-        f"{parity['onnx_max_abs_diff']:.2e} (ONNX), {parity['torchscript_max_abs_diff']:.2e} "
-        f"(TorchScript), top-1 agreement {parity['onnx_top1_agreement']:.2%}"
+        f"{parity['onnx_max_diff_ppm']:.2g} ppm (ONNX), "
+        f"{parity['torchscript_max_diff_ppm']:.2g} ppm (TorchScript), "
+        f"top-1 agreement {parity['onnx_top1_agreement']:.2%}"
     )
 
 

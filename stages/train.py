@@ -6,6 +6,7 @@ state is saved to RESUME_FILE, so a killed run continues where it stopped.
 """
 
 import hashlib
+import sys
 import time
 from pathlib import Path
 
@@ -96,6 +97,14 @@ def main():
             run.log_files(paths.MODEL_SUMMARY_TEXT, paths.MODEL_SUMMARY_TABLE, folder="model")
             RESUME_FILE.unlink(missing_ok=True)
             print(f"best epoch {best['epoch']}: val accuracy {best['val_acc']:.4f} on {device}")
+            if best["val_acc"] <= 1.5 / len(data.classes):
+                # A run that ends where guessing would is worth a word, not a failure.
+                print(
+                    f"warning: val accuracy {best['val_acc']:.4f} is about chance for "
+                    f"{len(data.classes)} classes: the network has not learned (try another "
+                    "lr, optimizer or net.init, or more epochs)",
+                    file=sys.stderr,
+                )
     distributed.teardown()
 
 

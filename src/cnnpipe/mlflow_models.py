@@ -15,11 +15,14 @@ With `tracking.register` the classifier becomes a new version of the registered 
 and the alias `champion` points at the version with the best test accuracy.
 """
 
+import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
 
 from cnnpipe.environment import pins
+from cnnpipe.progress import quiet
 from cnnpipe.tracking.store import retry, store_lock
 
 CHAMPION = "champion"
@@ -31,14 +34,38 @@ def log_models(run, model, metadata, onnx_path, example: np.ndarray, tracking_cf
     """Log the three models to `run`; returns the classifier's URI (None untracked)."""
     if not run:
         return None
-    import mlflow
-    import onnx
-    import onnxruntime
     import torch
-    from mlflow.models import ModelSignature, infer_signature
 
     with torch.no_grad():
         probs = model(torch.from_numpy(example)).numpy()
+    with _artifact_bars(enabled=not quiet()):
+        return _log_models(model, metadata, onnx_path, example, probs, tracking_cfg, test_acc)
+
+
+@contextlib.contextmanager
+def _artifact_bars(enabled: bool):
+    """MLflow draws a download bar as it logs each model; into a log file (dvc queue logs,
+    CI) that is noise. MLflow reads this variable whenever it would draw one, so it is set
+    for these calls only and put back after."""
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(name)
+    if not enabled:
+        os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def _log_models(model, metadata, onnx_path, example, probs, tracking_cfg, test_acc):
+    import mlflow
+    import onnx
+    import onnxruntime
+    from mlflow.models import ModelSignature, infer_signature
+
     signature = infer_signature(example, probs)
     about = {"classes": metadata.classes, "input": "uint8 images (N, H, W, C), 0..255"}
     # The lock's pins, the versions the pipeline ran with (inferring requirements instead

@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from conftest import run
+from conftest import run, set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -43,3 +43,10 @@ def test_a_failed_experiment_leaves_every_output_in_place(trained_copy, settings
     committed = run(["git", "show", "HEAD:params.yaml"], repo).stdout
     if (repo / "params.yaml").read_text() != committed:
         assert "params.yaml" in run(["git", "status", "--porcelain"], repo).stdout
+
+
+def test_a_run_that_learns_nothing_says_so(trained_copy):
+    # So small a learning rate that one epoch leaves the network guessing.
+    set_params(trained_copy, lr=1e-7, epochs=1)
+    result = run(["dvc", "repro", "train"], trained_copy)
+    assert "is about chance for 10 classes: the network has not learned" in result.stderr

@@ -49,7 +49,7 @@ def test_repro_trains_evaluates_and_exports(repo):
     export = read_json(repo / "metrics/export.json")
     for name in ("onnx", "torchscript"):
         assert export[f"{name}_top1_agreement"] == 1.0
-        assert export[f"{name}_max_abs_diff"] <= 1e-4 + 1e-4 * export["max_abs_logit"]
+        assert export[f"{name}_max_diff_ppm"] <= 100 + 100 * export["max_abs_logit"]
     assert not (repo / "models/unsafe_pickle/model_full.pth").exists()  # opt-in only
     for out in ("model.onnx", "model.pt", "model_state_dict.pth", "best.pth", "model.json"):
         assert (repo / "models" / out).stat().st_size > 0
@@ -135,7 +135,7 @@ def test_one_mlflow_run_holds_every_stage(repo, tmp_path):
     metrics = mlflow_run.data.metrics
     evaluation = read_json(repo / "metrics/evaluate.json")
     assert metrics["test_acc"] == pytest.approx(evaluation["test_acc"])
-    assert "onnx_max_abs_diff" in metrics
+    assert "onnx_max_diff_ppm" in metrics
     # The environment it ran in: the lock's hash, and the lock itself.
     lock = (repo / "requirements.lock").read_bytes()
     assert mlflow_run.data.tags["env.lock"] == f"sha256:{hashlib.sha256(lock).hexdigest()}"
@@ -148,6 +148,9 @@ def test_exp_run_with_a_new_lr_is_listed_by_dvc_and_tracked_in_mlflow(trained_co
     # Up to export (the logged model); four epochs are enough to see each one logged.
     result = run(["dvc", "exp", "run", "export", "-S", "lr=0.1", "-S", "epochs=4"], repo)
     name = re.search(r"Ran experiment\(s\): (\S+)", result.stdout).group(1)
+    # Not on a terminal: no progress bars and no INFO lines from MLflow in the output.
+    assert "Downloading artifacts" not in result.stdout + result.stderr
+    assert "INFO mlflow" not in result.stdout + result.stderr
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     experiments = [
