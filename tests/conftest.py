@@ -143,3 +143,20 @@ def write_digit_folder(root: Path, per_class: int | None = None, broken=True) ->
             )
         (root / "one" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     return written
+
+
+def pytest_collection_modifyitems(config, items):
+    """Hand out the long tests first, so that the workers end together: the first test on
+    the shared trained pipeline (whose worker builds it), then the end-to-end tests that
+    build their own clones (the other worker is busy meanwhile), then the rest of the
+    end-to-end tests, and the short unit tests last to fill the gaps."""
+    first_trained = next((i for i in items if "trained" in i.fixturenames), None)
+
+    def rank(item) -> int:
+        if item is first_trained:
+            return 0
+        if "e2e" not in item.keywords:
+            return 3
+        return 2 if "trained" in item.fixturenames else 1
+
+    items.sort(key=rank)  # stable: each file's tests keep their order

@@ -11,7 +11,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from conftest import cli_env, make_clone, run, set_params
+from conftest import cli_env, copy_repo, make_clone, run, set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -27,11 +27,10 @@ def test_killed_training_resumes_to_the_same_result_in_one_mlflow_run(tmp_path):
     settings = {"model": "mobilenet_v3_small", "epochs": 6, "lr": 0.01, "optimizer": "adam"}
     # Fewer and smaller images per epoch: the same code paths, faster.
     settings |= {"split__fraction": 0.4, "data__image_size": 16}
-    killed, clean = make_clone(tmp_path / "killed"), make_clone(tmp_path / "clean")
-    for repo in (killed, clean):
-        set_params(repo, **settings)
-
+    killed = make_clone(tmp_path / "killed")
+    set_params(killed, **settings)
     run(["dvc", "repro", "split"], killed)
+    clean = copy_repo(killed, tmp_path / "clean")  # the same split, never killed
     trainer = subprocess.Popen(
         ["dvc", "repro", "train"],
         cwd=killed,
@@ -41,9 +40,13 @@ def test_killed_training_resumes_to_the_same_result_in_one_mlflow_run(tmp_path):
         start_new_session=True,  # its own process group: dvc and the stage die together
     )
     state, done, deadline = killed / "models/train_state.pt", 0, time.time() + 300
+    seen = None
     while done < 2 and time.time() < deadline and trainer.poll() is None:
-        if state.exists():
-            done = len(torch.load(state, weights_only=True)["history"])
+        # Read the checkpoint only when a new one has replaced it: loading megabytes
+        # twenty times a second would slow the training it waits for.
+        stamp = state.stat().st_mtime_ns if state.exists() else None
+        if stamp != seen:
+            seen, done = stamp, len(torch.load(state, weights_only=True)["history"])
         time.sleep(0.05)
     os.killpg(trainer.pid, signal.SIGKILL)
     trainer.wait()
@@ -71,28 +74,18 @@ def test_killed_training_resumes_to_the_same_result_in_one_mlflow_run(tmp_path):
 
 def test_torchrun_trains_with_ddp_on_two_gloo_processes(tmp_path):
     repo = make_clone(tmp_path / "repo")
-    set_params(repo, epochs=3)
-    run(["dvc", "repro", "split"], repo)
-
-    result = run(["torchrun", "--standalone", "--nproc_per_node=2", "stages/train.py"], repo)
+    # The documented switch makes `dvc repro` itself train on two processes (torchrun).
+    set_params(repo, epochs=3, train__nproc=2)
+    result = run(["dvc", "repro", "train"], repo)
+    assert "starting 2 training processes" in result.stdout
     digests = dict(re.findall(r"rank (\d)/2: final weights ([0-9a-f]{16})", result.stdout))
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
     assert (repo / "models/best.pth").exists() and (repo / "metrics/train.json").exists()
     _, runs = mlflow_runs(repo)
-    assert len(runs) == 1  # rank 0 alone tracks
-
-    # The documented switch makes `dvc repro` itself train on two processes.
-    set_params(repo, train__nproc=2)
-    result = run(["dvc", "repro", "train"], repo)
-    assert "starting 2 training processes" in result.stdout
-    assert len(re.findall(r"rank \d/2: final weights", result.stdout)) == 2
-    _, runs = mlflow_runs(repo)
-    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # rank 0 alone tracks
 
     # Cross-validation trains each fold the same way, logged as nested runs of that run.
-    result = run(
-        ["dvc", "exp", "run", "crossval", "-S", "split.folds=2", "-S", "train.nproc=2"], repo
-    )
+    result = run(["dvc", "exp", "run", "crossval", "-S", "split.folds=2"], repo)
     assert "starting 2 training processes" in result.stdout
     assert "2-fold val accuracy" in result.stdout and "2 process(es) a fold" in result.stdout
     client, _ = mlflow_runs(repo)

@@ -33,11 +33,11 @@ def test_queued_sweep_on_two_workers_lands_in_one_store(tmp_path):
     run(["dvc", "repro", "split"], repo)
 
     # Up to export, which logs and registers the models; the inspect stage is not checked.
-    run(["dvc", "exp", "run", "--queue", "export", "-S", "lr=0.1,0.01,0.001"], repo)
+    run(["dvc", "exp", "run", "--queue", "export", "-S", "lr=0.1,0.01"], repo)
     run(["dvc", "exp", "run", "--queue", "export", "-S", "lr=1e10", "--name", "diverges"], repo)
     run(["dvc", "queue", "start", "-j", "2"], repo, OMP_NUM_THREADS="1")  # a core each
     status = wait_for_queue(repo)
-    assert len(re.findall(r"\bSuccess\b", status)) == 3, status
+    assert len(re.findall(r"\bSuccess\b", status)) == 2, status
     assert re.search(r"diverges\s+\S+ \S+\s+Failed", status), status
 
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
@@ -50,10 +50,10 @@ def test_queued_sweep_on_two_workers_lands_in_one_store(tmp_path):
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("cnnpipe")
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
-    assert len(runs) == 4  # one per experiment: none lost, none doubled
+    assert len(runs) == 3  # one per experiment: none lost, none doubled
 
     finished = {name: r for name, r in runs.items() if r.info.status == "FINISHED"}
-    assert sorted(float(r.data.params["lr"]) for r in finished.values()) == [0.001, 0.01, 0.1]
+    assert sorted(float(r.data.params["lr"]) for r in finished.values()) == [0.01, 0.1]
     baseline = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
     for name, tracked in finished.items():
         tags = tracked.data.tags
@@ -74,9 +74,9 @@ def test_queued_sweep_on_two_workers_lands_in_one_store(tmp_path):
     assert failed.info.status == "FAILED"
     assert "training loss became non-finite" in failed.data.tags["error"]
 
-    # Three versions registered; the champion is the best test accuracy of them.
+    # Two versions registered; the champion is the better test accuracy of them.
     versions = client.search_model_versions("name = 'cnnpipe'")
-    assert len(versions) == 3
+    assert len(versions) == 2
     champion = client.get_model_version_by_alias("cnnpipe", "champion")
     best = max(finished.values(), key=lambda r: r.data.metrics["test_acc"])
     assert champion.run_id == best.info.run_id

@@ -5,24 +5,41 @@ import csv
 import pytest
 from mlflow import MlflowClient
 
-from conftest import make_clone, run, set_params
+from conftest import REPO, make_clone, run
 
 pytestmark = pytest.mark.e2e
 
 
-def test_study_runs_its_grid_once_and_reports_it(tmp_path):
-    repo = make_clone(tmp_path / "repo")
+def readme_commands(*starts: str) -> list[str]:
+    """The README's command lines that begin with these words, in the README's order,
+    without their comments; each must be there."""
+    lines = [line.split("  #")[0].strip() for line in (REPO / "README.md").read_text().splitlines()]
+    found = [next((line for line in lines if line.startswith(s)), None) for s in starts]
+    assert None not in found, f"the README no longer has {starts[found.index(None)]!r}"
+    assert sorted(found, key=lines.index) == found, "the README gives them in another order"
+    return found
+
+
+def test_readme_commands_in_order_then_a_study_on_the_committed_params(trained_copy):
+    """The README's Using-it commands one after the other: an Adam experiment, registration
+    switched on, then a study. The study still trains with the committed SGD, registers
+    nothing, and leaves the other studies' committed reports alone."""
+    repo = trained_copy
     # The shipped learning-rate study, on a reduced grid and fewer epochs.
     (repo / "studies/learning_rate.yaml").write_text(
         "question: What does the learning rate do?\ngrid:\n  lr: [0.1, 0.01]\nset:\n  epochs: 3\n"
     )
     run(["git", "commit", "-qam", "a short study"], repo)
-    # What the README's earlier commands leave in params.yaml (an Adam experiment, then
-    # registration on) is not the study's base: the commit's params are.
-    set_params(repo, optimizer="adam", tracking__register=True)
+    reports = {p: p.read_bytes() for p in (repo / "reports").rglob("*") if p.is_file()}
+    adam, register, study = readme_commands(
+        "dvc exp run -S optimizer=adam", "dvc exp run -S tracking.register=true", "cnnpipe study"
+    )
+    assert study == "cnnpipe study learning_rate"
+    run(adam, repo)
+    run(register, repo)
 
     first = run(["cnnpipe", "study", "learning_rate"], repo)
-    assert "params.yaml differs from HEAD in optimizer, tracking.register" in first.stdout
+    assert "params.yaml differs from HEAD in lr, optimizer, tracking.register" in first.stdout
     report = repo / "reports/learning_rate"
     assert {p.name for p in report.iterdir()} == {
         "curves.png",
@@ -50,16 +67,21 @@ def test_study_runs_its_grid_once_and_reports_it(tmp_path):
     assert all(c.data.tags["study"] == "learning_rate" for c in children)
     assert all(c.data.params["optimizer"] == "sgd" for c in children)
     assert all(c.data.params["tracking.register"] == "False" for c in children)
-    assert client.search_registered_models() == []
+    # The one registered version is the README's registration experiment's.
+    (registered,) = client.search_model_versions("name = 'cnnpipe'")
+    assert registered.run_id not in {c.info.run_id for c in children}
+    others = {p: b for p, b in reports.items() if "learning_rate" not in p.parts}
+    assert others and all(p.read_bytes() == b for p, b in others.items())
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert "report/curves.png" in artifacts and "report/summary.md" in artifacts
 
     # Again: every experiment ran on this commit already, so nothing is queued or trained
     # and MLflow gets no new run; the report is drawn again from the same runs.
     (report / "summary.md").unlink()
+    before = len(client.search_runs([experiment]))
     again = run(["cnnpipe", "study", "learning_rate"], repo)
     assert "2 of 2 experiments ran on this commit already; running 0" in again.stdout
-    assert len(client.search_runs([experiment])) == len(children) + 1
+    assert len(client.search_runs([experiment])) == before
     assert (report / "summary.md").is_file()
     assert list(csv.DictReader((report / "results.csv").open())) == rows
 

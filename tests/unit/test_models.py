@@ -63,13 +63,21 @@ def test_documented_imagenet_parameter_counts(name, count):
 
 CASES = [(name, {}) for name in models.registered_names()]
 CASES += [("alexnet", {"lrn": True}), ("googlenet", {"lrn": True})]
+# Every kind of block once: depth variants (vgg13..19, resnet34..152, the large MobileNetV3)
+# repeat their family's blocks and would only make the ONNX exports slower.
+EXPORTED = {"lenet", "alexnet", "vgg11", "vgg11_bn", "googlenet", "resnet18", "resnet50"}
+EXPORTED |= {"resnext50_32x4d", "mobilenet_v2", "mobilenet_v3_small"}
+
+
+def small_input_network(name, options):
+    spec = ModelSpec(name, 5, 1, 16, [0.5], [0.25], list("abcde"), variant="small", **options)
+    torch.manual_seed(0)
+    return spec, spec.build()
 
 
 @pytest.mark.parametrize("name, options", CASES, ids=lambda v: v if isinstance(v, str) else "")
-def test_small_input_network_trains_and_exports_to_onnx(name, options, tmp_path):
-    spec = ModelSpec(name, 5, 1, 16, [0.5], [0.25], list("abcde"), variant="small", **options)
-    torch.manual_seed(0)
-    model = spec.build()
+def test_small_input_network_trains(name, options):
+    _, model = small_input_network(name, options)
     images, labels = torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 3])
 
     model.train()
@@ -78,13 +86,21 @@ def test_small_input_network_trains_and_exports_to_onnx(name, options, tmp_path)
     assert logits.shape == (4, 5)
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
+
+@pytest.mark.parametrize(
+    "name, options",
+    [case for case in CASES if case[0] in EXPORTED],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_small_input_network_exports_to_onnx(name, options, tmp_path):
+    spec, model = small_input_network(name, options)
     served = shipped(model, spec)
     to_onnx(served, Metadata.from_spec(spec), tmp_path / "model.onnx", opset=20)
     pixels = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 1), dtype=np.uint8)
     expected, scale = reference(served, pixels)
     parity = compare("onnx", OnnxModel(tmp_path / "model.onnx").probabilities(pixels), expected)
     # Untrained deep networks can have huge logits; compare relative to their scale.
-    assert parity["onnx_max_abs_diff"] <= 1e-4 * max(1.0, scale)
+    assert parity["onnx_max_diff_ppm"] <= 100 * max(1.0, scale)
 
 
 @pytest.mark.parametrize("name", ONE_PER_FAMILY)
@@ -139,3 +155,11 @@ def test_init_schemes_reset_conv_and_linear_weights(scheme):
 def test_unknown_model_lists_the_registry():
     with pytest.raises(CnnpipeError, match="allowed: lenet, alexnet, vgg11"):
         models.build("lenet7", num_classes=10, in_channels=1, image_size=32)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "mobilenet_v3_large"])
+def test_mobilenet_v3_batchnorm_statistics_keep_up_with_short_runs(name):
+    # torchvision's 0.01 left eval-mode accuracy at chance after ten epochs of the digits.
+    model = models.build(name, num_classes=10, in_channels=1, image_size=32)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and {m.momentum for m in norms} == {0.1}
