@@ -14,10 +14,11 @@ pytestmark = pytest.mark.e2e
 
 
 def networks_commands() -> list[str]:
-    """The `dvc exp run` lines of the README's Networks section."""
+    """The `dvc exp run` lines of the first command block of the README's Networks section."""
     text = (REPO / "README.md").read_text()
     section = text[text.index("### Networks") : text.index("### Data")]
-    return re.findall(r"^dvc exp run .*$", section, re.M)
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return re.findall(r"^dvc exp run .*$", block, re.M)
 
 
 COMMANDS = networks_commands()
