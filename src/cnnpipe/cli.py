@@ -8,6 +8,7 @@ cnnpipe netron [FILE] a model's graph in Netron, on 127.0.0.1 (no browser is ope
 
 import argparse
 import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,11 @@ def cmd_netron(args) -> None:
     host, port = netron.start(str(path), address=(args.host, args.port), browse=False)
     print(f"Serving {path} at http://{host}:{port} (Ctrl-C stops it)", flush=True)
     netron.wait()  # returns on Ctrl-C after stopping the server
+    # A connection a browser opened and never used (Chromium opens spare ones) keeps one
+    # of netron's request threads reading; they are not daemon threads, so the interpreter
+    # would wait at exit until the browser hangs up. The server is stopped: leave now.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -225,6 +225,27 @@ def test_netron_shows_the_exported_graph(repo, browser, screenshots, name):
     assert code == 0
 
 
+def test_netron_stops_on_ctrl_c_while_a_browser_holds_an_idle_connection(repo):
+    import socket
+
+    port = free_port()
+    server = subprocess.Popen(
+        ["cnnpipe", "netron", "models/model.onnx", "--port", str(port)],
+        cwd=repo,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert f"http://127.0.0.1:{port}" in server.stdout.readline()
+        # Chromium opens spare connections it may never send a request on.
+        with socket.create_connection(("127.0.0.1", port)):
+            server.send_signal(signal.SIGINT)
+            assert server.wait(timeout=20) == 0
+    finally:
+        server.kill()
+
+
 def test_every_export_predicts_the_test_split_alike(repo, tmp_path):
     data, test = load_prepared(repo / "data/prepared"), load_split(repo / "data/split")["test"]
     folder = tmp_path / "test-images"
