@@ -8,6 +8,7 @@ import pytest
 # The clone helpers live apart from the fixtures so the benchmarks can use them too.
 from workspace import (  # noqa: F401
     REPO,
+    as_in_a_terminal,
     cli_env,
     copy_repo,
     make_clone,

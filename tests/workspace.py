@@ -37,6 +37,16 @@ def cli_env(**extra) -> dict[str, str]:
     return env
 
 
+def as_in_a_terminal() -> None:
+    """Popen's preexec_fn for a command a test stops with Ctrl-C (SIGINT), as a person
+    would in a terminal. A shell without job control starts background jobs (`make test &`)
+    with SIGINT ignored, every child inherits that, and Python then never raises
+    KeyboardInterrupt: the command would not hear the test's Ctrl-C."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run(cmd, cwd, check=True, **env) -> subprocess.CompletedProcess:
     result = subprocess.run(
         cmd, cwd=cwd, env=cli_env(**env), capture_output=True, text=True, shell=isinstance(cmd, str)

@@ -164,8 +164,11 @@ def cmd_netron(args) -> None:
     if not path.is_file():
         raise CnnpipeError(f"{path}: no such model file; run `dvc repro` to export one")
     host, port = netron.start(str(path), address=(args.host, args.port), browse=False)
-    print(f"Serving {path} at http://{host}:{port} (Ctrl-C stops it)", flush=True)
-    netron.wait()  # returns on Ctrl-C after stopping the server
+    try:
+        print(f"Serving {path} at http://{host}:{port} (Ctrl-C stops it)", flush=True)
+        netron.wait()  # returns on Ctrl-C after stopping the server
+    except KeyboardInterrupt:  # Ctrl-C came before wait() began to listen for it
+        netron.stop()
     # A connection a browser opened and never used (Chromium opens spare ones) keeps one
     # of netron's request threads reading; they are not daemon threads, so the interpreter
     # would wait at exit until the browser hangs up. The server is stopped: leave now.

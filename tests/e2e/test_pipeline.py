@@ -23,7 +23,15 @@ from cnnpipe.inspection import gradcam, gradcam_layer
 from cnnpipe.model_files import open_model
 from cnnpipe.predict import predict_files
 
-from conftest import cli_env, copy_repo, free_port, make_clone, run, set_params
+from conftest import (
+    as_in_a_terminal,
+    cli_env,
+    copy_repo,
+    free_port,
+    make_clone,
+    run,
+    set_params,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -194,6 +202,7 @@ def test_netron_shows_the_exported_graph(repo, browser, screenshots, name):
         ["cnnpipe", "netron", f"models/{name}", "--port", str(port)],
         cwd=repo,
         env=cli_env(),
+        preexec_fn=as_in_a_terminal,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -233,6 +242,7 @@ def test_netron_stops_on_ctrl_c_while_a_browser_holds_an_idle_connection(repo):
         ["cnnpipe", "netron", "models/model.onnx", "--port", str(port)],
         cwd=repo,
         env=cli_env(),
+        preexec_fn=as_in_a_terminal,
         stdout=subprocess.PIPE,
         text=True,
     )

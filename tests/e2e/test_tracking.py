@@ -19,7 +19,7 @@ from cnnpipe.classifier import shipped
 from cnnpipe.data.prepared import load_prepared
 from cnnpipe.data.split import load_split
 
-from conftest import cli_env, free_port, make_clone, run, set_params
+from conftest import as_in_a_terminal, cli_env, free_port, make_clone, run, set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -195,6 +195,7 @@ def test_cnnpipe_ui_prints_its_address_once_it_answers_and_stops_whole(tmp_path)
         stderr=subprocess.DEVNULL,
         text=True,
         start_new_session=True,  # the UI and the server it starts, one process group
+        preexec_fn=as_in_a_terminal,
     )
     direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
