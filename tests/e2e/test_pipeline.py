@@ -230,7 +230,10 @@ def test_netron_shows_the_exported_graph(repo, browser, screenshots, name):
         page.close()
     finally:
         server.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        code = server.wait(timeout=20)
+        try:
+            code = server.wait(timeout=20)
+        finally:
+            server.kill()  # no server left behind, whatever happened above
     assert code == 0
 
 

@@ -208,6 +208,11 @@ def test_cnnpipe_ui_prints_its_address_once_it_answers_and_stops_whole(tmp_path)
             assert answer.status == 200
     finally:
         os.killpg(ui.pid, signal.SIGINT)  # what Ctrl-C sends the terminal's process group
-        assert ui.wait(timeout=60) == 0
+        try:
+            code = ui.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)  # nothing left behind when it hangs
+            raise
+    assert code == 0
     with pytest.raises(OSError):
         direct.open(f"{url}/health", timeout=2)  # the server went with it
