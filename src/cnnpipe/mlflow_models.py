@@ -34,12 +34,49 @@ def log_models(run, model, metadata, onnx_path, example: np.ndarray, tracking_cf
     """Log the three models to `run`; returns the classifier's URI (None untracked)."""
     if not run:
         return None
+    import mlflow
+    import onnx
+    import onnxruntime
     import torch
+    from mlflow.models import ModelSignature, infer_signature
 
     with torch.no_grad():
         probs = model(torch.from_numpy(example)).numpy()
     with _artifact_bars(enabled=not quiet()):
-        return _log_models(model, metadata, onnx_path, example, probs, tracking_cfg, test_acc)
+        signature = infer_signature(example, probs)
+        about = {"classes": metadata.classes, "input": "uint8 images (N, H, W, C), 0..255"}
+        # The lock's pins, the versions the pipeline ran with (inferring requirements instead
+        # would import-trace the model in a subprocess).
+        mlflow.pytorch.log_model(
+            model,
+            name="pytorch",
+            signature=signature,
+            input_example=example,
+            metadata=about,
+            pip_requirements=pins("torch", "numpy"),
+        )
+        mlflow.onnx.log_model(
+            onnx.load(str(onnx_path)),
+            name="onnx",
+            signature=signature,
+            input_example=example,
+            metadata=about,
+            pip_requirements=pins("onnx", "onnxruntime", "numpy"),
+            # The providers this machine has, CUDA first when it is one of them.
+            onnx_execution_providers=onnxruntime.get_available_providers(),
+        )
+        info = mlflow.pyfunc.log_model(
+            name="classifier",
+            python_model=str(CLASSIFIER_CODE),
+            artifacts={"onnx": str(onnx_path)},
+            signature=ModelSignature(signature.inputs, _classifier_outputs()),
+            input_example=example,
+            metadata=about,
+            pip_requirements=pins("mlflow", "onnxruntime", "numpy", "pandas"),
+        )
+        if tracking_cfg.register:
+            register(info.model_uri, tracking_cfg.model_name, test_acc)
+        return info.model_uri
 
 
 @contextlib.contextmanager
@@ -58,48 +95,6 @@ def _artifact_bars(enabled: bool):
             os.environ.pop(name, None)
         else:
             os.environ[name] = before
-
-
-def _log_models(model, metadata, onnx_path, example, probs, tracking_cfg, test_acc):
-    import mlflow
-    import onnx
-    import onnxruntime
-    from mlflow.models import ModelSignature, infer_signature
-
-    signature = infer_signature(example, probs)
-    about = {"classes": metadata.classes, "input": "uint8 images (N, H, W, C), 0..255"}
-    # The lock's pins, the versions the pipeline ran with (inferring requirements instead
-    # would import-trace the model in a subprocess).
-    mlflow.pytorch.log_model(
-        model,
-        name="pytorch",
-        signature=signature,
-        input_example=example,
-        metadata=about,
-        pip_requirements=pins("torch", "numpy"),
-    )
-    mlflow.onnx.log_model(
-        onnx.load(str(onnx_path)),
-        name="onnx",
-        signature=signature,
-        input_example=example,
-        metadata=about,
-        pip_requirements=pins("onnx", "onnxruntime", "numpy"),
-        # The providers this machine has, CUDA first when it is one of them.
-        onnx_execution_providers=onnxruntime.get_available_providers(),
-    )
-    info = mlflow.pyfunc.log_model(
-        name="classifier",
-        python_model=str(CLASSIFIER_CODE),
-        artifacts={"onnx": str(onnx_path)},
-        signature=ModelSignature(signature.inputs, _classifier_outputs()),
-        input_example=example,
-        metadata=about,
-        pip_requirements=pins("mlflow", "onnxruntime", "numpy", "pandas"),
-    )
-    if tracking_cfg.register:
-        register(info.model_uri, tracking_cfg.model_name, test_acc)
-    return info.model_uri
 
 
 def _classifier_outputs():
