@@ -195,11 +195,10 @@ PREPROCESSING_OPS = {
 }
 
 
-@pytest.mark.parametrize("name", ["model.onnx", "model.pt"])
-def test_netron_shows_the_exported_graph(repo, browser, screenshots, name):
-    port = free_port()
-    server = subprocess.Popen(
-        ["cnnpipe", "netron", f"models/{name}", "--port", str(port)],
+def start_netron(repo, model_file: str, port: int) -> subprocess.Popen:
+    """`cnnpipe netron` on `port`, as from a terminal (Ctrl-C stops it); its lines on stdout."""
+    return subprocess.Popen(
+        ["cnnpipe", "netron", model_file, "--port", str(port)],
         cwd=repo,
         env=cli_env(),
         preexec_fn=as_in_a_terminal,
@@ -207,6 +206,12 @@ def test_netron_shows_the_exported_graph(repo, browser, screenshots, name):
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.pt"])
+def test_netron_shows_the_exported_graph(repo, browser, screenshots, name):
+    port = free_port()
+    server = start_netron(repo, f"models/{name}", port)
     try:
         banner = server.stdout.readline()
         while banner and "http://" not in banner:
@@ -241,14 +246,7 @@ def test_netron_stops_on_ctrl_c_while_a_browser_holds_an_idle_connection(repo):
     import socket
 
     port = free_port()
-    server = subprocess.Popen(
-        ["cnnpipe", "netron", "models/model.onnx", "--port", str(port)],
-        cwd=repo,
-        env=cli_env(),
-        preexec_fn=as_in_a_terminal,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server = start_netron(repo, "models/model.onnx", port)
     try:
         assert f"http://127.0.0.1:{port}" in server.stdout.readline()
         # Chromium opens spare connections it may never send a request on.
