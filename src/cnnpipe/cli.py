@@ -158,17 +158,25 @@ def _wait_until_answering(url: str, server: subprocess.Popen, limit: float) -> N
 
 
 def cmd_netron(args) -> None:
+    import logging
+    import signal
+    import threading
+
     import netron
 
     path = Path(args.file)
     if not path.is_file():
         raise CnnpipeError(f"{path}: no such model file; run `dvc repro` to export one")
+    # Ctrl-C only sets a flag, so it stops the server wherever it lands, even inside
+    # netron.start() once the server thread runs; the banner below is the one address line.
+    ctrl_c = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: ctrl_c.set())
+    logging.getLogger("netron.server").setLevel(logging.WARNING)
     host, port = netron.start(str(path), address=(args.host, args.port), browse=False)
-    try:
-        print(f"Serving {path} at http://{host}:{port} (Ctrl-C stops it)", flush=True)
-        netron.wait()  # returns on Ctrl-C after stopping the server
-    except KeyboardInterrupt:  # Ctrl-C came before wait() began to listen for it
-        netron.stop()
+    print(f"Serving {path} at http://{host}:{port} (Ctrl-C stops it)", flush=True)
+    while not ctrl_c.wait(0.2):
+        pass
+    netron.stop()
     # A connection a browser opened and never used (Chromium opens spare ones) keeps one
     # of netron's request threads reading; they are not daemon threads, so the interpreter
     # would wait at exit until the browser hangs up. The server is stopped: leave now.
