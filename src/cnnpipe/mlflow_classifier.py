@@ -11,6 +11,29 @@ import json
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+
+class BadImages(MlflowException):
+    """A request this model cannot answer, said in one line.
+
+    MLflow's scoring server writes the whole request in front of a predict error's message
+    ("Failed to predict data '<every pixel>'. Error: ..."), which buries the cause under
+    kilobytes of numbers; this message keeps the cause alone. An HTTP 400 for the client.
+    """
+
+    def __init__(self, cause: str):
+        self._cause = cause
+        super().__init__(cause, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._cause
+
+    @message.setter
+    def message(self, _with_the_request: str) -> None:
+        pass
 
 
 class ImageClassifier(mlflow.pyfunc.PythonModel):
@@ -30,15 +53,20 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         images = np.asarray(model_input)
         expected = tuple(self.input.shape[1:])
         if images.ndim != 4 or images.shape[1:] != expected:
-            raise ValueError(
+            raise BadImages(
                 f"expected uint8 images (N, {', '.join(map(str, expected))}); "
                 f"got an array of shape {images.shape}"
             )
         if images.dtype != np.uint8:
-            if images.size and (
-                images.min() < 0 or images.max() > 255 or not np.all(np.equal(np.mod(images, 1), 0))
+            if not np.issubdtype(images.dtype, np.number) or (
+                images.size
+                and (
+                    images.min() < 0
+                    or images.max() > 255
+                    or not np.all(np.equal(np.mod(images, 1), 0))
+                )
             ):
-                raise ValueError("expected whole pixel values 0..255")
+                raise BadImages(f"expected whole pixel values 0..255; got {images.dtype} values")
             images = images.astype(np.uint8)
         probs = self.session.run(None, {self.input.name: images})[0]
         top = probs.argmax(axis=1)

@@ -69,7 +69,9 @@ def log_models(run, model, metadata, onnx_path, example: np.ndarray, tracking_cf
             name="classifier",
             python_model=str(CLASSIFIER_CODE),
             artifacts={"onnx": str(onnx_path)},
-            signature=ModelSignature(signature.inputs, _classifier_outputs()),
+            # No input schema: MLflow would refuse a wrong shape itself, echoing the request
+            # before the cause; the classifier checks its input and names the problem.
+            signature=ModelSignature(None, _classifier_outputs()),
             input_example=example,
             metadata=about,
             pip_requirements=pins("mlflow", "onnxruntime", "numpy", "pandas"),

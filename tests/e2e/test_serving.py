@@ -110,6 +110,17 @@ def test_served_champion_answers_raw_pixels_like_predict_and_onnxruntime(repo, t
     try:
         wait_until_up(server, f"http://127.0.0.1:{port}/ping")
         answer = post(f"http://127.0.0.1:{port}/invocations", {"inputs": pixels.tolist()})
+        # A picture of another size, or not of pixels: a 400 whose message is the cause
+        # alone, in one line, without the request's numbers.
+        for wrong, cause in [
+            (np.zeros((1, 28, 28), np.uint8), "got an array of shape (1, 28, 28)"),
+            (pixels / 255, "expected whole pixel values 0..255; got float64 values"),
+        ]:
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                post(f"http://127.0.0.1:{port}/invocations", {"inputs": wrong.tolist()})
+            assert refused.value.code == 400
+            message = json.loads(refused.value.read())["message"]
+            assert cause in message and len(message) < 120 and "\n" not in message, message
     finally:
         server.terminate()
         server.wait(timeout=30)
