@@ -82,8 +82,8 @@ def test_queued_sweep_on_two_workers_lands_in_one_store(tmp_path):
     assert champion.run_id == best.info.run_id
 
 
-def test_queue_logs_show_each_epoch_while_the_experiment_trains(tmp_path):
-    repo = make_clone(tmp_path / "repo")
+def test_queue_logs_show_each_epoch_while_the_experiment_trains(trained_copy):
+    repo = trained_copy  # its data is prepared and split: the queued run trains at once
     set_params(repo, epochs=60, batch_size=4)  # small batches: epochs slow enough to watch
     run(["git", "commit", "-qam", "a longer run"], repo)
     run(["dvc", "exp", "run", "--queue", "train", "--name", "long"], repo)

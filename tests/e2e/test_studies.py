@@ -1,6 +1,8 @@
 """Studies: a grid of DVC experiments on parallel workers, one parent run in MLflow, a report."""
 
 import csv
+import json
+import re
 
 import pytest
 from mlflow import MlflowClient
@@ -20,6 +22,38 @@ def readme_commands(*starts: str) -> list[str]:
     return found
 
 
+def experiment_listed_and_tracked(repo, client, experiment, result, params: dict) -> None:
+    """`dvc exp run`'s experiment is listed by `dvc exp show` with its params and metrics,
+    and tracked as one MLflow run of its name with every epoch and the exported model."""
+    name = re.search(r"Ran experiment\(s\): (\S+)", result.stdout).group(1)
+    # Not on a terminal: no progress bars and no INFO lines from MLflow in the output.
+    assert "Downloading artifacts" not in result.stdout + result.stderr
+    assert "INFO mlflow" not in result.stdout + result.stderr
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    (listed,) = [
+        rev["data"]
+        for baseline in shown
+        for exp in baseline.get("experiments") or []
+        for rev in exp["revs"]
+        if rev["name"] == name
+    ]
+    assert params.items() <= listed["params"]["params.yaml"]["data"].items()
+    test_acc = listed["metrics"]["metrics/evaluate.json"]["data"]["test_acc"]
+
+    (tracked,) = client.search_runs([experiment], f"tags.`dvc.exp_name` = '{name}'")
+    assert tracked.info.run_name == name
+    assert all(tracked.data.params[k] == str(v) for k, v in params.items())
+    epochs = listed["params"]["params.yaml"]["data"]["epochs"]
+    history = client.get_metric_history(tracked.info.run_id, "val_acc")
+    assert [m.step for m in history] == list(range(1, epochs + 1))
+    assert tracked.data.metrics["test_acc"] == pytest.approx(test_acc) and test_acc > 0.5
+    artifacts = [a.path for a in client.list_artifacts(tracked.info.run_id, "model")]
+    assert "model/model.onnx" in artifacts
+    # Artifacts live under the project root, not in a temporary copy.
+    assert tracked.info.artifact_uri.startswith((repo / "mlartifacts").as_uri())
+
+
 def test_readme_commands_in_order_then_a_study_on_the_committed_params(trained_copy):
     """The README's Using-it commands one after the other: an Adam experiment, registration
     switched on, then a study. The study still trains with the committed SGD, registers
@@ -35,7 +69,11 @@ def test_readme_commands_in_order_then_a_study_on_the_committed_params(trained_c
         "dvc exp run -S optimizer=adam", "dvc exp run -S tracking.register=true", "cnnpipe study"
     )
     assert study == "cnnpipe study learning_rate"
-    run(adam, repo)
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("cnnpipe").experiment_id
+
+    result = run(adam, repo)
+    experiment_listed_and_tracked(repo, client, experiment, result, {"optimizer": "adam"})
     run(register, repo)
 
     first = run(["cnnpipe", "study", "learning_rate"], repo)
@@ -59,8 +97,6 @@ def test_readme_commands_in_order_then_a_study_on_the_committed_params(trained_c
     assert "What does the learning rate do?" in summary and best["setting"] in summary
     assert f"best test accuracy, {float(best['test_acc']):.4f}" in summary
 
-    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("cnnpipe").experiment_id
     (parent,) = client.search_runs([experiment], "tags.study_parent = 'learning_rate'")
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(c.data.params["lr"] for c in children) == ["0.01", "0.1"]
