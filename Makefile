@@ -17,9 +17,7 @@ export PATH := $(BIN):$(PATH)
 install: $(STAMP)
 
 # Exactly the locked versions, then the project itself without resolving anything again.
-# --no-compile: byte-compiling every file of torch and friends up front took 40 of the
-# install's 115 s; Python compiles (and caches) only the modules it imports, when it does.
-PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
+PIP_INSTALL := $(BIN)/python -m pip install --quiet
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) -r requirements.lock
