@@ -25,6 +25,9 @@ def cmd_models(args) -> None:
 
 
 def cmd_summary(args) -> None:
+    from cnnpipe import zoo
+
+    zoo.lookup(args.model)  # a misspelt name is refused before torch is imported
     from cnnpipe import models
     from cnnpipe.summary import report
 
