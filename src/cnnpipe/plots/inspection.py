@@ -15,28 +15,50 @@ def filters_png(weight: np.ndarray, name: str, path: str | Path, limit: int = 64
     out, channels = weight.shape[:2]
     kernels = weight[:limit]
     bound = float(np.abs(kernels).max()) or 1.0
+    rgb = channels == 3
     cells = (
         [k.transpose(1, 2, 0) / (2 * bound) + 0.5 for k in kernels]  # 0 is mid-grey
-        if channels == 3
+        if rgb
         else [k[c] for k in kernels for c in range(min(channels, 4))]
     )
     cols = min(16, len(cells))
     rows = -(-len(cells) // cols)
-    size = 1.3 if len(cells) <= 16 else 0.8  # inches a cell: a few kernels get room
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(size * cols + 1.4, size * rows + 1.0), layout="constrained"
+    fig, ax = plt.subplots(
+        figsize=(0.8 * cols + 1.4, 0.8 * rows + 1.0)
+        if len(cells) > 16
+        else (1.3 * cols + 1.4, 2.4),
+        layout="constrained",
     )
-    for ax in np.atleast_1d(axes).flat:
-        ax.axis("off")
-    for ax, cell in zip(np.atleast_1d(axes).flat, cells, strict=False):
-        shown = ax.imshow(cell, cmap=None if channels == 3 else "RdBu_r", vmin=-bound, vmax=bound)
-    if channels != 3:
-        fig.colorbar(shown, ax=np.atleast_1d(axes).ravel().tolist(), shrink=0.8, label="weight")
+    ax.axis("off")
+    # One image holding every cell, blank lines between them: one imshow draws in a tenth
+    # of the time that an axes per cell takes (2.5 s for ResNet-18's 64 kernels).
+    grid = mosaic(cells, cols)
+    if rgb:
+        ax.imshow(np.nan_to_num(grid, nan=1.0), interpolation="nearest")
+    else:
+        scale = plt.get_cmap("RdBu_r").with_extremes(bad="white")
+        shown = ax.imshow(grid, cmap=scale, vmin=-bound, vmax=bound, interpolation="nearest")
+        fig.colorbar(shown, ax=ax, shrink=0.8, label="weight")
     k = weight.shape[-1]
     shown_count = f"first {len(kernels)} of {out}" if out > limit else f"all {out}"
-    how = "as RGB" if channels == 3 else "per input channel" if channels > 1 else "grey input"
+    how = "as RGB" if rgb else "per input channel" if channels > 1 else "grey input"
     fig.suptitle(f"{name}: {shown_count} kernels, {k}×{k}, {how}, one scale", fontsize=10)
     save(fig, path)
+
+
+def mosaic(cells: list[np.ndarray], cols: int, gap: int = 2) -> np.ndarray:
+    """Equal (k, k[, 3]) cells in rows of `cols`, each pixel enlarged to a block so a
+    small kernel is still seen, with `gap` NaN lines between cells."""
+    k = cells[0].shape[0]
+    zoom = max(1, 24 // k)
+    step = k * zoom + gap
+    rows = -(-len(cells) // cols)
+    grid = np.full((rows * step - gap, cols * step - gap, *cells[0].shape[2:]), np.nan)
+    for i, cell in enumerate(cells):
+        r, c = divmod(i, cols)
+        block = cell.repeat(zoom, axis=0).repeat(zoom, axis=1)
+        grid[r * step : r * step + k * zoom, c * step : c * step + k * zoom] = block
+    return grid
 
 
 def feature_maps_png(images: np.ndarray, labels: list[str], stages: list, path: str | Path) -> None:
