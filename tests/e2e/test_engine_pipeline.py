@@ -24,7 +24,7 @@ def mlflow_runs(repo):
 
 def test_killed_training_resumes_to_the_same_result_in_one_mlflow_run(tmp_path):
     # MobileNetV3 has BatchNorm and dropout, so the resumed RNG state matters.
-    settings = {"model": "mobilenet_v3_small", "epochs": 6, "lr": 0.01, "optimizer": "adam"}
+    settings = {"model": "mobilenet_v3_small", "epochs": 4, "lr": 0.01, "optimizer": "adam"}
     # Fewer and smaller images per epoch: the same code paths, faster.
     settings |= {"split__fraction": 0.4, "data__image_size": 16}
     killed = make_clone(tmp_path / "killed")
@@ -50,7 +50,7 @@ def test_killed_training_resumes_to_the_same_result_in_one_mlflow_run(tmp_path):
         time.sleep(0.05)
     os.killpg(trainer.pid, signal.SIGKILL)
     trainer.wait()
-    assert 2 <= done < 6, "the kill must land mid-run"
+    assert 2 <= done < 4, "the kill must land mid-run"
     assert not (killed / "metrics/train.json").exists()  # nothing claims success
 
     resumed = run(["dvc", "repro", "train"], killed)
@@ -65,7 +65,7 @@ def test_killed_training_resumes_to_the_same_result_in_one_mlflow_run(tmp_path):
     client, runs = mlflow_runs(killed)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     history = client.get_metric_history(runs[0].info.run_id, "val_acc")
-    assert sorted(m.step for m in history) == [1, 2, 3, 4, 5, 6]  # each epoch once
+    assert sorted(m.step for m in history) == [1, 2, 3, 4]  # each epoch once
     assert (
         runs[0].data.metrics["best_val_acc"]
         == json.loads((clean / "metrics/train.json").read_text())["best_val_acc"]
