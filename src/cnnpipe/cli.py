@@ -165,15 +165,18 @@ def cmd_netron(args) -> None:
     import signal
     import threading
 
-    import netron
-
     path = Path(args.file)
     if not path.is_file():
         raise CnnpipeError(f"{path}: no such model file; run `dvc repro` to export one")
-    # Ctrl-C only sets a flag, so it stops the server wherever it lands, even inside
-    # netron.start() once the server thread runs; the banner below is the one address line.
+    # Ctrl-C only sets a flag, so it stops the server wherever it lands: during the import,
+    # inside netron.start() once the server thread runs, or while serving.
     ctrl_c = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: ctrl_c.set())
+    import netron
+
+    if ctrl_c.is_set():
+        return
+    # The banner below is the one address line.
     logging.getLogger("netron.server").setLevel(logging.WARNING)
     host, port = netron.start(str(path), address=(args.host, args.port), browse=False)
     print(f"Serving {path} at http://{host}:{port} (Ctrl-C stops it)", flush=True)
