@@ -11,6 +11,7 @@ from workspace import (  # noqa: F401
     as_in_a_terminal,
     cli_env,
     copy_repo,
+    experiments_shown,
     make_clone,
     run,
     set_params,

@@ -2,6 +2,7 @@
 the benchmarks (so it needs nothing but the standard library and PyYAML)."""
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -123,3 +124,12 @@ def set_params(repo, **values):
             section = section[part]
         section[last] = value
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def experiments_shown(repo) -> dict[str, dict]:
+    """The experiments `dvc exp show --json` lists, by name -> their data (params, metrics)."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    revs = [rev for base in shown for exp in base.get("experiments") or [] for rev in exp["revs"]]
+    names = [rev["name"] for rev in revs]
+    assert len(set(names)) == len(names), f"an experiment listed twice: {names}"
+    return {rev["name"]: rev["data"] for rev in revs}

@@ -1,7 +1,6 @@
 """DVC experiments and MLflow together: a queued sweep on parallel workers, a failed
 experiment, the model registry, and a team sharing results through a DVC remote."""
 
-import json
 import re
 import subprocess
 import time
@@ -9,7 +8,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from conftest import cli_env, make_clone, run, set_params
+from conftest import cli_env, experiments_shown, make_clone, run, set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -40,13 +39,7 @@ def test_queued_sweep_on_two_workers_lands_in_one_store(tmp_path):
     assert len(re.findall(r"\bSuccess\b", status)) == 2, status
     assert re.search(r"diverges\s+\S+ \S+\s+Failed", status), status
 
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
-    experiments = {
-        rev["name"]: rev["data"]
-        for baseline in shown
-        for exp in baseline.get("experiments") or []
-        for rev in exp["revs"]
-    }
+    experiments = experiments_shown(repo)
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("cnnpipe")
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}

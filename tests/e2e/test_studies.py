@@ -1,13 +1,12 @@
 """Studies: a grid of DVC experiments on parallel workers, one parent run in MLflow, a report."""
 
 import csv
-import json
 import re
 
 import pytest
 from mlflow import MlflowClient
 
-from conftest import REPO, make_clone, run, set_params
+from conftest import REPO, experiments_shown, make_clone, run, set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -30,14 +29,7 @@ def experiment_listed_and_tracked(repo, client, experiment, result, params: dict
     assert "Downloading artifacts" not in result.stdout + result.stderr
     assert "INFO mlflow" not in result.stdout + result.stderr
 
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
-    (listed,) = [
-        rev["data"]
-        for baseline in shown
-        for exp in baseline.get("experiments") or []
-        for rev in exp["revs"]
-        if rev["name"] == name
-    ]
+    listed = experiments_shown(repo)[name]
     assert params.items() <= listed["params"]["params.yaml"]["data"].items()
     test_acc = listed["metrics"]["metrics/evaluate.json"]["data"]["test_acc"]
 
