@@ -58,14 +58,8 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
                 f"got an array of shape {images.shape}"
             )
         if images.dtype != np.uint8:
-            if not np.issubdtype(images.dtype, np.number) or (
-                images.size
-                and (
-                    images.min() < 0
-                    or images.max() > 255
-                    or not np.all(np.equal(np.mod(images, 1), 0))
-                )
-            ):
+            numbers = np.issubdtype(images.dtype, np.number)
+            if not numbers or not np.all((images >= 0) & (images <= 255) & (images % 1 == 0)):
                 raise BadImages(f"expected whole pixel values 0..255; got {images.dtype} values")
             images = images.astype(np.uint8)
         probs = self.session.run(None, {self.input.name: images})[0]
