@@ -1,8 +1,8 @@
 """Stage 3: train the configured network; keep the weights of the best validation epoch.
 
 Under `train.nproc: N` (or `torchrun --nproc_per_node=N stages/train.py`) it trains with
-DistributedDataParallel; rank 0 alone logs and writes. After each epoch the whole training
-state is saved to RESUME_FILE, so a killed run continues where it stopped.
+DistributedDataParallel; rank 0 alone logs and writes. After each epoch but the last the
+whole training state is saved to RESUME_FILE, so a killed run continues where it stopped.
 """
 
 import hashlib
