@@ -2,6 +2,7 @@
 
 cnnpipe inspect IMG   kernels, feature maps and Grad-CAM of the trained network for IMG
 cnnpipe study NAME    run studies/NAME.yaml as DVC experiments, report in reports/NAME/
+cnnpipe tune NAME     search studies/NAME.yaml's ranges with Optuna, trials as experiments
 cnnpipe ui            the MLflow UI over this project's runs, on 127.0.0.1
 cnnpipe netron [FILE] a model's graph in Netron, on 127.0.0.1 (no browser is opened)
 """
@@ -121,6 +122,15 @@ def cmd_study(args) -> None:
         print(path.relative_to(project_root()))
 
 
+def cmd_tune(args) -> None:
+    from cnnpipe.files import project_root
+    from cnnpipe.studies.tune import run_tune
+
+    folder = run_tune(args.name, args.trials, args.jobs, timeout=args.timeout)
+    for path in sorted(folder.iterdir()):
+        print(path.relative_to(project_root()))
+
+
 def cmd_ui(args) -> None:
     from cnnpipe.tracking.store import tracking_uri
 
@@ -128,7 +138,10 @@ def cmd_ui(args) -> None:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", args.host, "--port", str(args.port)]
     url = f"http://{args.host}:{args.port}"
-    server = subprocess.Popen(command)
+    # MLflow's job runner (three more processes, for GenAI evaluation jobs) has nothing to
+    # do for these runs.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    server = subprocess.Popen(command, env=env)
     try:
         # The address is printed once the server answers (it takes MLflow some seconds to
         # start), so that opening it at once works.
@@ -236,6 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the queue before giving up, naming what is still waiting",
     )
     study.set_defaults(run=cmd_study)
+
+    tune = sub.add_parser("tune", help="search studies/NAME.yaml with Optuna, report in reports/")
+    tune.add_argument("name", help="a search under studies/, e.g. tune_lenet")
+    tune.add_argument("--trials", type=int, help="trials to finish (default: the file's trials)")
+    tune.add_argument("--jobs", type=int, default=2, help="trials at once (default: 2)")
+    tune.add_argument(
+        "--timeout", type=float, default=None, help="seconds to search before giving up"
+    )
+    tune.set_defaults(run=cmd_tune)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI over this project's runs")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")

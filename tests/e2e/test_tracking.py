@@ -82,7 +82,8 @@ def server(tmp_path):
             "1",
         ],
         cwd=tmp_path,
-        env=cli_env(),
+        # Without MLflow's job runner: its three processes would only poll beside the tests.
+        env=cli_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
