@@ -20,6 +20,7 @@ from cnnpipe.engine import fit
 from cnnpipe.errors import exit_on_error
 from cnnpipe.files import write_csv, write_json, write_text
 from cnnpipe.progress import say
+from cnnpipe.pruning import trial_of_this_experiment
 from cnnpipe.resume import fingerprint, load_resume
 from cnnpipe.summary import format_table, layer_rows, summarize, title
 from cnnpipe.tracking.run import start_run
@@ -47,6 +48,9 @@ def main():
     # A training state is resumed only if it comes from these same params and data.
     run_key = fingerprint(params, data.labels, split, data.images.shape, world)
     resume = load_resume(RESUME_FILE, run_key, device) if cfg.resume else None
+    # Under `cnnpipe tune` each epoch is reported to the search, whose pruner may stop a
+    # poor trial early (one process: the ranks of DDP would have to agree to stop).
+    trial = trial_of_this_experiment() if world == 1 else None
 
     # Epochs, tracked in MLflow as they finish.
     run_id = resume["run_id"] if resume else None
@@ -72,12 +76,16 @@ def main():
             resume=resume,
             state_file=state_file,
             on_epoch=run.log_epoch,
+            stop=trial.report if trial else None,
             rank=rank,
             world=world,
         )
         seconds = time.perf_counter() - start
         history, best = fitted.history, fitted.best
         scores = {"best_epoch": best["epoch"], "best_val_acc": best["val_acc"]}
+        if trial and trial.pruned:
+            scores["pruned_after_epoch"] = len(history)
+            say(f"trial {trial.number} pruned after epoch {len(history)} of {params.epochs}")
         weights = hashlib.sha256(
             b"".join(v.cpu().numpy().tobytes() for v in engine.module.state_dict().values())
         ).hexdigest()[:16]

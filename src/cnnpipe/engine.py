@@ -144,6 +144,7 @@ def fit(
     resume=None,
     state_file=None,
     on_epoch=None,
+    stop=None,
     rank=0,
     world=1,
 ) -> Fitted:
@@ -153,7 +154,8 @@ def fit(
     train.patience, training stops after that many epochs without improvement.
     `state_file` (path, extra state) saves the training state (the resume file) after
     every epoch but the last; `resume` continues from one. "Checkpoint" is the trained
-    weights alone.
+    weights alone. `on_epoch(row)` hears of each epoch, then `stop(row)` may end training
+    there (a search's pruned trial).
     """
     batch_size, patience = params.batch_size, params.train.patience
     generator = torch.Generator().manual_seed(params.seed)
@@ -206,5 +208,7 @@ def fit(
             save_resume(path, engine, state, generator)
         if on_epoch:
             on_epoch(row)
+        if stop and stop(row):
+            break
     best = max(history, key=lambda row: row["val_acc"])  # max keeps the earliest of ties
     return Fitted(history, best, best_state)

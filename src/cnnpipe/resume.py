@@ -13,13 +13,15 @@ from cnnpipe.files import atomic_path, resolve_path
 
 
 def fingerprint(params, labels: np.ndarray, split: dict, image_shape, world: int) -> str:
-    """A hash of what decides a training run: the params (all but those of tracking and of
-    the later stages, export and inspect), the labels and split, the image shape and the
-    number of processes. A training state from any other run is never resumed."""
+    """A hash of what decides a training run: the params (all but those of tracking and
+    tune, and of the later stages, export and inspect), the labels and split, the image
+    shape and the number of processes. A training state from any other run is never
+    resumed."""
     decisive = {
         key: value
         for key, value in flatten(params).items()
-        if key.split(".")[0] not in ("tracking", "export", "inspect") and key != "train.resume"
+        if key.split(".")[0] not in ("tracking", "tune", "export", "inspect")
+        and key != "train.resume"
     }
     digest = hashlib.sha256(repr((decisive, tuple(image_shape), world)).encode())
     digest.update(labels.tobytes())

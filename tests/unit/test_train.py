@@ -313,3 +313,37 @@ def test_every_epoch_prints_one_plain_line(digits, capsys):
         r"[\d,]+ images/s",
         lines[1],
     )
+
+
+def test_a_search_trial_reports_each_epoch_and_a_poor_one_stops(digits, tmp_path, monkeypatch):
+    """Under `cnnpipe tune` the train stage finds its trial by the DVC experiment's name;
+    a trial below the median of the finished ones stops after its warmup epoch."""
+    import optuna
+
+    from cnnpipe import pruning
+
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    settings = {"kind": "median", "startup_trials": 1, "warmup_epochs": 1}
+    study.set_user_attr(pruning.PRUNER_ATTR, settings)
+    done = study.ask()
+    for epoch in range(1, 5):
+        done.report(0.9, epoch)
+    study.tell(done, 0.9)
+    poor = study.ask()
+    poor.set_user_attr(pruning.EXPERIMENT_ATTR, "s-1")
+
+    monkeypatch.setenv(pruning.STORAGE_ENV, storage)
+    monkeypatch.setenv(pruning.SEARCH_ENV, "s")
+    monkeypatch.setenv("DVC_EXP_NAME", "s-0")  # a finished trial's name: no running trial
+    assert pruning.trial_of_this_experiment() is None
+    monkeypatch.setenv("DVC_EXP_NAME", "s-1")
+    link = pruning.trial_of_this_experiment()
+    assert link.number == 1
+
+    _, train_data, val = digits
+    params = params_for(4, 0, lr=1e-9)  # learns nothing: far below 0.9
+    fitted = fit(engine_for(digits, 4, 0, lr=1e-9), train_data, val, params, stop=link.report)
+    assert len(fitted.history) == 2 and link.pruned  # epoch 1 is the warmup
+    reported = study.trials[1].intermediate_values
+    assert reported == {row["epoch"]: row["val_acc"] for row in fitted.history}

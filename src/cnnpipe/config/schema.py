@@ -107,6 +107,11 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class TuneConfig:
+    storage: str | None = None  # an SQLAlchemy URL; None: optuna.db beside mlflow.db
+
+
+@dataclass(frozen=True)
 class Params:
     model: str = "lenet"
     lr: float = field(default=0.05, metadata=_positive())
@@ -122,3 +127,4 @@ class Params:
     export: ExportConfig = ExportConfig()
     inspect: InspectConfig = InspectConfig()
     tracking: TrackingConfig = TrackingConfig()
+    tune: TuneConfig = TuneConfig()

@@ -42,9 +42,15 @@ TARGET = "evaluate"
 def queue(settings: list[dict], fixed: dict[str, object]) -> None:
     """One queued `dvc exp run` per setting, each with the `fixed` params too."""
     for setting in settings:
-        values = [f"{k}={yaml_value(v)}" for k, v in {**fixed, **setting}.items()]
-        overrides = itertools.chain.from_iterable(("-S", v) for v in values)
-        dvc("exp", "run", "--queue", TARGET, *overrides)
+        queue_one({**fixed, **setting})
+
+
+def queue_one(setting: dict[str, object], name: str | None = None) -> None:
+    """A queued `dvc exp run` with these params, named `name` (else DVC names it)."""
+    values = [f"{k}={yaml_value(v)}" for k, v in setting.items()]
+    overrides = itertools.chain.from_iterable(("-S", v) for v in values)
+    named = ("--name", name) if name else ()
+    dvc("exp", "run", "--queue", TARGET, *named, *overrides)
 
 
 def worker_env(jobs: int) -> dict[str, str]:
@@ -59,12 +65,20 @@ def worker_env(jobs: int) -> dict[str, str]:
 
 def statuses() -> dict[str, str]:
     """Each experiment of the queue by name -> its status, from `dvc queue status`."""
-    found = {}
+    return queue_status()[0]
+
+
+def queue_status() -> tuple[dict[str, str], int]:
+    """`dvc queue status`: each experiment by name -> its status, and the workers busy or
+    idle."""
+    found, workers = {}, 0
     for line in dvc("queue", "status").splitlines():
         words = line.split()
         if len(words) >= 3 and words[-1] in (*ENDED, "Queued", "Running"):
             found[words[1]] = words[-1]
-    return found
+        elif line.startswith("Worker status:"):  # "Worker status: 1 active, 0 idle"
+            workers = sum(int(w) for w in words if w.isdigit())
+    return found, workers
 
 
 def run_queue(jobs: int, poll: float = 3.0, timeout: float | None = None) -> None:

@@ -53,7 +53,7 @@ def write_report(study: Study, results: list[Result], folder: Path) -> None:
     ]
     rows = [{c: row.get(c, "") for c in columns} for row in rows]
     write_csv(folder / "results.csv", rows)
-    write_text(folder / "results.md", _markdown_table(rows, columns[:-1]))
+    write_text(folder / "results.md", markdown_table(rows, columns[:-1]))
     study_curves_png(curves, study.question or f"study {study.name}", folder / "curves.png")
     write_text(folder / "summary.md", _summary(study, rows))
 
@@ -63,10 +63,14 @@ FORMATS = {
     "best_val_acc": "{:.4f}",
     "best_epoch": "{:.0f}",
     "train_seconds": "{:.1f}",
+    # a search's trials
+    "val_acc": "{:.4f}",
+    "seconds": "{:.1f}",
+    "epochs": "{:.0f}",
 }
 
 
-def _markdown_table(rows: list[dict], columns: list[str]) -> str:
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for row in rows:
         cells = [

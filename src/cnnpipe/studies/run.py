@@ -22,7 +22,7 @@ def run_study(name: str, jobs: int = 2, poll: float = 3.0, timeout: float | None
     # A study runs on the committed params, whatever params.yaml holds now (an earlier
     # `dvc exp run -S optimizer=adam` leaves its values there): its report answers the
     # question for the commit, and its runs never register models unless it says so.
-    committed = yaml.safe_load(_git("show", "HEAD:params.yaml")) or {}
+    committed = committed_params()
     study = load_study(name, root, committed)
     params = parse_params(committed, source="params.yaml at HEAD")
     pinned = changed_from(load_params(root / "params.yaml"), params)
@@ -58,6 +58,11 @@ def run_study(name: str, jobs: int = 2, poll: float = 3.0, timeout: float | None
     for path in sorted(folder.iterdir()):
         retry(client.log_artifact, parent, str(path), "report")
     return folder
+
+
+def committed_params() -> dict:
+    """params.yaml as committed at HEAD."""
+    return yaml.safe_load(_git("show", "HEAD:params.yaml")) or {}
 
 
 def _client():

@@ -33,15 +33,29 @@ class Study:
         return ", ".join(f"{k}={setting[k]}" for k in self.grid)
 
 
-def load_study(name: str, root: Path, base: dict) -> Study:
-    """Read studies/NAME.yaml; every key must be a param and every value valid for it on
-    top of `base` (params.yaml's dict)."""
+def read_study_file(name: str, root: Path) -> tuple[Path, dict]:
+    """studies/NAME.yaml's path and contents; a missing one is named with those there."""
     path = root / STUDIES / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (root / STUDIES).glob("*.yaml"))
         raise CnnpipeError(f"{path}: no such study; known: {', '.join(known) or 'none'}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    unknown = set(raw) - {"question", "grid", "set"}
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise CnnpipeError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(raw, dict):
+        raise CnnpipeError(f"{path}: expected a mapping of keys (question, grid, set, ...)")
+    return path, raw
+
+
+def load_study(name: str, root: Path, base: dict) -> Study:
+    """Read studies/NAME.yaml; every key must be a param and every value valid for it on
+    top of `base` (params.yaml's dict)."""
+    path, raw = read_study_file(name, root)
+    if "search" in raw:
+        raise CnnpipeError(f"{path}: a search of ranges: run it with `cnnpipe tune {name}`")
+    # sampler, pruner, trials and seed are for `cnnpipe tune` on the same grid.
+    unknown = set(raw) - {"question", "grid", "set", "sampler", "pruner", "trials", "seed"}
     if unknown or not isinstance(raw.get("grid"), dict) or not raw["grid"]:
         raise CnnpipeError(
             f"{path}: needs a `grid` of params to lists of values (and may have `question` "
