@@ -53,7 +53,9 @@ def open_search(search: Search, storage: str):
     except KeyError:  # a new search
         known = 0
     except Exception as exc:  # a bad URL, a missing driver, an unreachable server
-        raise CnnpipeError(f"Optuna's storage {storage} cannot be opened: {exc}") from None
+        raise CnnpipeError(
+            f"Optuna's storage {_hide_password(storage)} cannot be opened: {exc}"
+        ) from None
     # A search taken up again must not draw its first suggestions again: the seed moves on
     # by the trials the search has.
     seed = search.seed + known
@@ -74,9 +76,13 @@ def open_search(search: Search, storage: str):
             load_if_exists=True,
         )
     except Exception as exc:  # a bad URL, a missing driver, an unreachable server
-        raise CnnpipeError(f"Optuna's storage {storage} cannot be opened: {exc}") from None
+        raise CnnpipeError(
+            f"Optuna's storage {_hide_password(storage)} cannot be opened: {exc}"
+        ) from None
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise CnnpipeError(f"the study {search.name} in {storage} does not maximise")
+        raise CnnpipeError(
+            f"the study {search.name} in {_hide_password(storage)} does not maximise"
+        )
     study.set_user_attr(PRUNER_ATTR, search.pruner.__dict__)
     return study
 
@@ -267,8 +273,7 @@ def run_tune(name: str, trials: int | None, jobs: int = 2, poll: float = 3.0, ti
     ended, running = counts(study)
     print(
         f"search {name}: {ended} of {trials} trials ended already, {len(running)} running; "
-        f"{search.sampler} sampler, {search.pruner.kind} pruner, {jobs} workers, "
-        f"storage {_hide_password(storage)}",
+        f"{search.sampler} sampler, {search.pruner.kind} pruner, {jobs} workers",
         flush=True,
     )
     if jobs < 1:

@@ -42,7 +42,8 @@ def write_tune_report(tuning, parent: str, root: Path) -> Path:
             }
         )
     write_csv(folder / "trials.csv", rows)
-    write_text(folder / "trials.md", markdown_table(rows, list(rows[0]) if rows else []))
+    shown = [{k: _short(v) if k in search.space else v for k, v in r.items()} for r in rows]
+    write_text(folder / "trials.md", markdown_table(shown, list(rows[0]) if rows else []))
     figures = search_pngs(study, folder)
     write_text(folder / "summary.md", _summary(tuning, rows, figures))
     client = mlflow.MlflowClient()
@@ -74,3 +75,7 @@ def _summary(tuning, rows: list[dict], figures: list[Path]) -> str:
     if figures:
         text += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in figures) + "\n"
     return text
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
