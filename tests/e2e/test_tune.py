@@ -54,30 +54,31 @@ def test_a_killed_search_goes_on_without_losing_or_repeating_a_trial(trained_cop
         start_new_session=True,
         preexec_fn=as_in_a_terminal,
     )
-    # Kill it once a trial has ended and the next one trains.
-    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("cnnpipe").experiment_id
+    # Kill it once a trial has ended and DVC runs the next one (at whichever of its
+    # stages: a trial cut off before its MLflow run exists counts as interrupted too).
     deadline, victim = time.monotonic() + 400, None
     while victim is None and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(2)
+        time.sleep(1)
         try:
             trials = trials_of(storage)
         except KeyError:  # the search is not created yet
             continue
         ended = [t for t in trials if t.state == TrialState.COMPLETE]
         running = [t for t in trials if t.state == TrialState.RUNNING]
-        if ended and running:  # and the running one trains: its MLflow run exists
+        if ended and running:
             name = running[0].user_attrs["dvc_experiment"]
-            if client.search_runs([experiment], f"tags.`dvc.exp_name` = '{name}'"):
+            status = run(["dvc", "queue", "status"], repo).stdout
+            if re.search(rf"{name}\s+\S+ \S+\s+Running", status):
                 victim = running[0]
-    os.killpg(first.pid, signal.SIGKILL)
+    if first.poll() is None:
+        os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     log.close()
     assert victim is not None, (tmp_path / "first.log").read_text()[-3000:]
     # Its worker is a daemon of DVC's and goes on: stop the trial it runs, as a dead
     # machine would.
     name = victim.user_attrs["dvc_experiment"]
-    run(["dvc", "queue", "kill", name], repo)
+    run(["dvc", "queue", "kill", name], repo, check=False)  # it may have just ended
     for _ in range(60):
         if not re.search(r"\bRunning\b", run(["dvc", "queue", "status"], repo).stdout):
             break
@@ -105,16 +106,21 @@ def test_a_killed_search_goes_on_without_losing_or_repeating_a_trial(trained_cop
             assert lr == pytest.approx(trial.params["lr"])
 
     # MLflow: one run per trial, a child of the search's parent run, tagged with its state.
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("cnnpipe").experiment_id
     (parent,) = client.search_runs([experiment], "tags.study_parent = 'tiny'")
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     names = [c.info.run_name for c in children]
-    assert len(names) == len(set(names)) == len(trials), names
+    assert len(names) == len(set(names)), names
     by_name = {c.info.run_name: c for c in children}
     for trial in trials:
-        tracked = by_name[trial.user_attrs["dvc_experiment"]]
+        tracked = by_name.get(trial.user_attrs["dvc_experiment"])
+        if trial.number == victim.number and tracked is None:
+            continue  # cut off before its run began
         expected = "interrupted" if trial.number == victim.number else "complete"
         assert tracked.data.tags["trial_state"] == expected
         assert tracked.data.tags["trial_number"] == str(trial.number)
+    assert len(names) >= len(finished)
 
     report = repo / "reports/tiny"
     rows = list(csv.DictReader((report / "trials.csv").open()))

@@ -212,7 +212,8 @@ def drive(tuning: Tuning, trials: int, jobs: int, storage: str, poll: float, tim
     here = machine()
     env = {**worker_env(jobs), STORAGE_ENV: storage, SEARCH_ENV: tuning.search.name}
     deadline = None if timeout is None else time.monotonic() + timeout
-    first_ended, cut_off = False, 0
+    # Taken up again after trials ended, the shared stages are in the run cache already.
+    first_ended, cut_off = counts(tuning.study)[0] > 0, 0
     while True:
         statuses, workers = queue_status()
         for line in settle(tuning, statuses, here):
