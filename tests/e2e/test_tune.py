@@ -125,12 +125,12 @@ def test_a_killed_search_goes_on_without_losing_or_repeating_a_trial(trained_cop
     report = repo / "reports/tiny"
     rows = list(csv.DictReader((report / "trials.csv").open()))
     assert [int(r["trial"]) for r in rows] == numbers
-    summary = (report / "summary.md").read_text()
+    summary = (report / "search.md").read_text()
     best = max((t for t in trials if t.number in finished), key=lambda t: t.value)
     assert f"Best: trial {best.number}" in summary and "dvc exp run -S epochs=2 -S lr=" in summary
     assert (report / "history.png").is_file()
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert "report/summary.md" in artifacts
+    assert "report/search.md" in artifacts
 
 
 def test_a_bad_search_is_refused_before_anything_runs(trained_copy):

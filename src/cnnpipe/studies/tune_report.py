@@ -1,6 +1,7 @@
 """A search's report in reports/NAME/ and on its parent run: trials.csv and trials.md (one
-row per trial), Optuna's figures, and summary.md with the best trial as the command that
-reproduces it."""
+row per trial), Optuna's figures, and search.md with the best trial as the command that
+reproduces it. None of the names is a study report's: a grid file run by both `cnnpipe
+study` and `cnnpipe tune` keeps both reports in one folder."""
 
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def write_tune_report(tuning, parent: str, root: Path) -> Path:
     shown = [{k: _short(v) if k in search.space else v for k, v in r.items()} for r in rows]
     write_text(folder / "trials.md", markdown_table(shown, list(rows[0]) if rows else []))
     figures = search_pngs(study, folder)
-    write_text(folder / "summary.md", _summary(tuning, rows, figures))
+    write_text(folder / "search.md", _summary(tuning, rows, figures))
     client = mlflow.MlflowClient()
     for path in sorted(folder.iterdir()):
         retry(client.log_artifact, parent, str(path), "report")
