@@ -2,6 +2,7 @@
 them, and write the report from the runs MLflow holds."""
 
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -16,22 +17,45 @@ from cnnpipe.tracking.store import connect, retry, tracking_uri
 from cnnpipe.tracking.study import study_parent
 
 
-def run_study(name: str, jobs: int = 2, poll: float = 3.0, timeout: float | None = None) -> Path:
-    """Queue the study's experiments, run them on `jobs` workers, write the report."""
+@dataclass
+class OnHead:
+    """A study or search read against the committed params, with its MLflow parent run."""
+
+    spec: object  # the Study or Search
+    committed: dict  # params.yaml at HEAD
+    params: object  # the same, parsed
+    pinned: dict  # params.yaml's changes from HEAD, which the experiments undo
+    experiment_id: str
+    parent: str
+
+
+def start_on_head(name: str, what: str, load) -> OnHead:
+    """Read studies/NAME.yaml with `load` against HEAD's params, connect to MLflow and find
+    the parent run; `what` ("study", "search") names it in errors.
+
+    A study or search runs on the committed params, whatever params.yaml holds now (an
+    earlier `dvc exp run -S optimizer=adam` leaves its values there): its report answers
+    the question for the commit, and its runs never register models unless it says so.
+    """
     root = project_root()
-    # A study runs on the committed params, whatever params.yaml holds now (an earlier
-    # `dvc exp run -S optimizer=adam` leaves its values there): its report answers the
-    # question for the commit, and its runs never register models unless it says so.
-    committed = committed_params()
-    study = load_study(name, root, committed)
+    committed = yaml.safe_load(_git("show", "HEAD:params.yaml")) or {}
+    spec = load(name, root, committed)
     params = parse_params(committed, source="params.yaml at HEAD")
     pinned = changed_from(load_params(root / "params.yaml"), params)
     if not params.tracking.enabled:
-        raise CnnpipeError("a study reads its results from MLflow: set tracking.enabled: true")
+        raise CnnpipeError(f"a {what} reads its results from MLflow: set tracking.enabled: true")
     experiment_id = connect(params)
     if experiment_id is None:
-        raise CnnpipeError(f"a study needs MLflow, and {tracking_uri()} is unreachable")
-    parent = study_parent(experiment_id, name)
+        raise CnnpipeError(f"a {what} needs MLflow, and {tracking_uri()} is unreachable")
+    return OnHead(spec, committed, params, pinned, experiment_id, study_parent(experiment_id, name))
+
+
+def run_study(name: str, jobs: int = 2, poll: float = 3.0, timeout: float | None = None) -> Path:
+    """Queue the study's experiments, run them on `jobs` workers, write the report."""
+    root = project_root()
+    head = start_on_head(name, "study", load_study)
+    study, committed, pinned = head.spec, head.committed, head.pinned
+    experiment_id, parent = head.experiment_id, head.parent
 
     # An experiment of this study that already ran on this commit is not run again.
     commit = _git("rev-parse", "HEAD")
@@ -58,11 +82,6 @@ def run_study(name: str, jobs: int = 2, poll: float = 3.0, timeout: float | None
     for path in sorted(folder.iterdir()):
         retry(client.log_artifact, parent, str(path), "report")
     return folder
-
-
-def committed_params() -> dict:
-    """params.yaml as committed at HEAD."""
-    return yaml.safe_load(_git("show", "HEAD:params.yaml")) or {}
 
 
 def _client():

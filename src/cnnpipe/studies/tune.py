@@ -193,7 +193,7 @@ def ask_and_queue(tuning: Tuning, here: str) -> str:
     trial.set_user_attr(MACHINE_ATTR, here)
     fixed = {**tuning.pinned, **search.fixed, "tracking.study": search.name}
     setting = {**fixed, "tracking.register": False, **trial.params}
-    drawn = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+    drawn = ", ".join(f"{k}={short(v)}" for k, v in trial.params.items())
     try:  # a combination the params' cross-checks refuse fails here, not in the queue
         parse_params(apply_setting(tuning.committed, setting), source=f"trial {trial.number}")
     except CnnpipeError as exc:
@@ -203,7 +203,8 @@ def ask_and_queue(tuning: Tuning, here: str) -> str:
     return f"  trial {trial.number} ({name}) queued: {drawn}"
 
 
-def _short(value) -> str:
+def short(value) -> str:
+    """A drawn value as people read it: floats to 4 significant digits."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
@@ -247,27 +248,16 @@ def drive(tuning: Tuning, trials: int, jobs: int, storage: str, poll: float, tim
 
 def run_tune(name: str, trials: int | None, jobs: int = 2, poll: float = 3.0, timeout=None) -> Path:
     """Search, then write the report; returns the report's folder."""
-    from cnnpipe.config import load_params, parse_params
-    from cnnpipe.studies.run import changed_from, committed_params
+    from cnnpipe.studies.run import start_on_head
     from cnnpipe.studies.tune_report import write_tune_report
-    from cnnpipe.tracking.store import connect, tracking_uri
-    from cnnpipe.tracking.study import study_parent
 
     root = project_root()
-    # As a study does: the trials run on the committed params (see studies.run).
-    committed = committed_params()
-    search = load_search(name, root, committed)
-    params = parse_params(committed, source="params.yaml at HEAD")
-    if not params.tracking.enabled:
-        raise CnnpipeError("a search reads its results from MLflow: set tracking.enabled: true")
-    experiment_id = connect(params)
-    if experiment_id is None:
-        raise CnnpipeError(f"a search needs MLflow, and {tracking_uri()} is unreachable")
-    parent = study_parent(experiment_id, name)
-    storage = storage_url(params.tune.storage, root)
+    # As a study does, the trials run on the committed params (see studies.run).
+    head = start_on_head(name, "search", load_search)
+    search = head.spec
+    storage = storage_url(head.params.tune.storage, root)
     study = open_search(search, storage)
-    pinned = changed_from(load_params(root / "params.yaml"), params)
-    tuning = Tuning(search, study, experiment_id, committed, pinned)
+    tuning = Tuning(search, study, head.experiment_id, head.committed, head.pinned)
     trials = trials or search.trials
     if search.sampler == "grid":
         trials = min(trials, search.grid_size())
@@ -280,7 +270,7 @@ def run_tune(name: str, trials: int | None, jobs: int = 2, poll: float = 3.0, ti
     if jobs < 1:
         raise CnnpipeError(f"--jobs must be at least 1, not {jobs}")
     drive(tuning, trials, jobs, storage, poll, timeout)
-    return write_tune_report(tuning, parent, root)
+    return write_tune_report(tuning, head.parent, root)
 
 
 def _hide_password(url: str) -> str:

@@ -16,7 +16,7 @@ def write_tune_report(tuning, parent: str, root: Path) -> Path:
 
     from cnnpipe.plots.search import search_pngs
     from cnnpipe.pruning import EXPERIMENT_ATTR
-    from cnnpipe.studies.tune import FAILURE_ATTR, run_of
+    from cnnpipe.studies.tune import FAILURE_ATTR, run_of, short
 
     search, study = tuning.search, tuning.study
     folder = root / REPORTS / search.name
@@ -43,7 +43,7 @@ def write_tune_report(tuning, parent: str, root: Path) -> Path:
             }
         )
     write_csv(folder / "trials.csv", rows)
-    shown = [{k: _short(v) if k in search.space else v for k, v in r.items()} for r in rows]
+    shown = [{k: short(v) if k in search.space else v for k, v in r.items()} for r in rows]
     write_text(folder / "trials.md", markdown_table(shown, list(rows[0]) if rows else []))
     figures = search_pngs(study, folder)
     write_text(folder / "search.md", _summary(tuning, rows, figures))
@@ -76,7 +76,3 @@ def _summary(tuning, rows: list[dict], figures: list[Path]) -> str:
     if figures:
         text += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in figures) + "\n"
     return text
-
-
-def _short(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
