@@ -33,13 +33,14 @@ def main():
     model, spec = load_model(paths.BEST_WEIGHTS, paths.MODEL_SPEC, device)
 
     data, test_idx = load_prepared(paths.PREPARED), load_split(paths.SPLIT)["test"]
-    test = DeviceData(data.images[test_idx], data.labels[test_idx], spec.mean, spec.std, device)
+    test_images = data.inputs(test_idx, spec.image_size)
+    test = DeviceData(test_images, data.labels[test_idx], spec.mean, spec.std, device)
 
-    logits = split_logits(model, test, params.batch_size)
-    y_true, y_pred = test.labels.cpu().numpy(), logits.argmax(1).numpy()
+    logits, labels = split_logits(model, test, params.batch_size), test.labels.cpu()
+    y_true, y_pred = labels.numpy(), logits.argmax(1).numpy()
     report = per_class_report(y_true, y_pred, spec.classes)
     scores = {
-        "test_loss": F.cross_entropy(logits, test.labels.cpu()).item(),
+        "test_loss": F.cross_entropy(logits, labels).item(),
         "test_acc": float((y_true == y_pred).mean()),
         "test_macro_f1": sum(row["f1"] for row in report) / len(report),
     }
@@ -56,7 +57,6 @@ def main():
     matrix = confusion(y_true, y_pred, spec.num_classes)
     confusion_png(matrix, spec.classes, FIGURES["confusion"])
     confusion_png(matrix, spec.classes, FIGURES["confusion_normalized"], normalized=True)
-    test_images = data.images[test_idx]
     misclassified_png(test_images, y_true, y_pred, spec.classes, FIGURES["misclassified"])
     history = [{k: float(v) for k, v in row.items()} for row in read_csv(paths.HISTORY)]
     curves_png(history, CURVES)

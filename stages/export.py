@@ -38,7 +38,7 @@ def main():
 
     # The parity check runs on the real test images, raw as a decoder gives them.
     data, test_idx = load_prepared(paths.PREPARED), load_split(paths.SPLIT)["test"]
-    images = data.images[test_idx]
+    images = data.inputs(test_idx, spec.image_size)
     expected, max_logit = reference(model, images)
 
     # Exported files take their final names only once they have passed the check.

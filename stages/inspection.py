@@ -47,7 +47,7 @@ def main():
     model = shipped(network, spec)
 
     data, test_idx = load_prepared(paths.PREPARED), load_split(paths.SPLIT)["test"]
-    images = data.images[test_idx]
+    images = data.inputs(test_idx, spec.image_size)
     with open(paths.CONFUSION, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))  # evaluate's prediction for each test image, in order
     index = {name: i for i, name in enumerate(spec.classes)}

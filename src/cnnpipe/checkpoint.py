@@ -29,6 +29,11 @@ class ModelSpec:
     variant: str = "auto"  # resolved to small | imagenet when the spec is made
     dropout: float | None = None
     lrn: bool = False
+    # How a picture becomes the network's input: brought to a resize_size square by the
+    # rule `resize` (images.py), then its centre image_size crop. A spec from before
+    # these fields existed had stretched its pictures to image_size.
+    resize: str = "stretch"
+    resize_size: int | None = None
 
     def build(self, init: str = "default", probe: bool = True) -> nn.Module:
         return models.build(

@@ -1,5 +1,6 @@
 """The `cnnpipe` command: look at what the pipeline produced.
 
+cnnpipe preprocess IMG --out F.png   the uint8 image the exported model receives for IMG
 cnnpipe inspect IMG   kernels, feature maps and Grad-CAM of the trained network for IMG
 cnnpipe study NAME    run studies/NAME.yaml as DVC experiments, report in reports/NAME/
 cnnpipe tune NAME     search studies/NAME.yaml's ranges with Optuna, trials as experiments
@@ -73,6 +74,28 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_preprocess(args) -> None:
+    from PIL import Image
+
+    from cnnpipe.files import atomic_path
+    from cnnpipe.images import network_input
+    from cnnpipe.model_files import open_model
+
+    metadata = open_model(args.model).metadata
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise CnnpipeError(f"--out {out}: give a .png file (a lossless copy of the pixels)")
+    pixels = network_input(args.image, metadata)
+    with atomic_path(out) as tmp:
+        Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(tmp, "PNG")
+    side = metadata.resize_size or metadata.image_size
+    print(
+        f"{out}: {pixels.shape[1]}x{pixels.shape[0]}, {pixels.shape[2]} channel(s): "
+        f"{metadata.resize} to {side}x{side}, then the centre "
+        f"{metadata.image_size}x{metadata.image_size}"
+    )
+
+
 def _write_csv(out, results, topk: int) -> None:
     import csv
 
@@ -93,13 +116,13 @@ def cmd_inspect(args) -> None:
 
     from cnnpipe.checkpoint import load_model
     from cnnpipe.classifier import shipped
-    from cnnpipe.images import read_picture
+    from cnnpipe.images import network_input
     from cnnpipe.inspection import Shown, write_views
 
     weights = Path(args.model)
     network, spec = load_model(weights, weights.with_name("model.json"))
     model = shipped(network, spec)
-    pixels = read_picture(args.image, spec.in_channels, spec.image_size)[None].copy()
+    pixels = network_input(args.image, spec)[None].copy()
     with torch.no_grad():
         probs = model(torch.from_numpy(pixels))[0]
     pred = int(probs.argmax())
@@ -227,6 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--topk", type=int, default=3, help="classes to show (default: 3)")
     predict.add_argument("--csv", help="for a folder: write the CSV here instead of stdout")
     predict.set_defaults(run=cmd_predict)
+
+    pre = sub.add_parser("preprocess", help="write the image a model receives for a picture")
+    pre.add_argument("image", help="an image file")
+    pre.add_argument(
+        "--model",
+        default=paths.ONNX,
+        help="a .onnx, TorchScript .pt or checkpoint .pth file (default: %(default)s)",
+    )
+    pre.add_argument("--out", required=True, help="the PNG to write")
+    pre.set_defaults(run=cmd_preprocess)
 
     look = sub.add_parser("inspect", help="kernels, feature maps and Grad-CAM for one image")
     look.add_argument("image", help="an image file")

@@ -2,7 +2,8 @@
 (which reads them).
 
 Every exported model takes uint8 images (N, H, W, C) as a PNG or JPEG decoder gives them,
-already resized to `image_size` with `in_channels` channels, and returns the class
+already brought to `image_size` with `in_channels` channels (images.network_input: the
+`resize` rule to a `resize_size` square, then its centre crop), and returns the class
 probabilities (N, classes); scaling, normalisation and the layout change happen inside
 (classifier.py). The metadata says which size, channels and classes: ONNX keeps it in
 metadata_props, TorchScript in a JSON file inside the archive, MLflow in the model's
@@ -38,6 +39,12 @@ class Metadata:
     mean: list[float]  # applied inside the graph; kept here so that it can be read
     std: list[float]
     model: str = ""
+    resize: str = "stretch"  # how a picture was brought to a square (images.py) ...
+    resize_size: int | None = None  # ... of this side (None: image_size), then centre-cropped
+
+    def __post_init__(self):
+        if self.resize_size is None:
+            object.__setattr__(self, "resize_size", self.image_size)
 
     def to_props(self) -> dict[str, str]:
         """String key/values, the form ONNX metadata_props take."""
@@ -49,13 +56,24 @@ class Metadata:
             "in_channels": str(self.in_channels),
             "mean": json.dumps(self.mean),
             "std": json.dumps(self.std),
+            "resize": self.resize,
+            "resize_size": str(self.resize_size),
             "preprocessing": "inside the graph: pixels / 255, then (x - mean) / std per channel",
         }
 
     @classmethod
     def from_spec(cls, spec) -> "Metadata":
         """From a checkpoint's ModelSpec."""
-        return cls(spec.image_size, spec.in_channels, spec.classes, spec.mean, spec.std, spec.model)
+        return cls(
+            spec.image_size,
+            spec.in_channels,
+            spec.classes,
+            spec.mean,
+            spec.std,
+            spec.model,
+            spec.resize,
+            spec.resize_size,
+        )
 
     @classmethod
     def from_props(cls, props: dict[str, str], source) -> "Metadata":
@@ -72,6 +90,9 @@ class Metadata:
                 mean=json.loads(props["mean"]),
                 std=json.loads(props["std"]),
                 model=props.get("model", ""),
+                # Files exported before these keys had stretched their pictures.
+                resize=props.get("resize", "stretch"),
+                resize_size=int(props.get("resize_size", props["image_size"])),
             )
         except (KeyError, ValueError) as exc:
             raise CnnpipeError(

@@ -1,7 +1,8 @@
-"""Use a trained model: decode each picture, resize it to the model's size, run the model.
+"""Use a trained model: decode each picture, bring it to the model's input as prepare and
+evaluation did (images.network_input), run the model.
 
-Everything after decoding and resizing (scaling, normalisation, layout) happens inside the
-model file, so a picture is treated exactly as the training images were.
+Everything after that (scaling, normalisation, layout) happens inside the model file, so a
+picture is treated exactly as the test images were.
 """
 
 from dataclasses import dataclass, field
@@ -9,13 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnpipe.images import ImageError, read_picture
-from cnnpipe.model_files import Metadata
-
-
-def load_image(path: str | Path, metadata: Metadata) -> np.ndarray:
-    """One image file -> uint8 (H, W, C) at the model's size and channels."""
-    return read_picture(path, metadata.in_channels, metadata.image_size)
+from cnnpipe.images import ImageError, network_input
 
 
 @dataclass
@@ -31,7 +26,7 @@ def predict_files(model, paths: list[Path], topk: int) -> list[Prediction]:
     images, good = [], []
     for result, path in zip(results, paths, strict=True):
         try:
-            images.append(load_image(path, model.metadata))
+            images.append(network_input(path, model.metadata))
             good.append(result)
         except ImageError as exc:
             result.error = str(exc)

@@ -27,11 +27,12 @@ def training(params, data, train_index, val_index, device, world=1, verbose=True
 def batches(params, data, train_index, val_index, device):
     """(train, val, mean, std): both splits normalised with the training split's mean
     and std; the training batches augmented as params ask."""
-    cfg = params.train
+    cfg, size = params.train, params.data.image_size
     mean, std = channel_stats(data.images, train_index)
-    augment = Augment(params.augment.crop_padding, params.augment.hflip)
-    train = place(data, train_index, mean, std, device, cfg.data_placement, cfg.workers, augment)
-    val = place(data, val_index, mean, std, device, cfg.data_placement, cfg.workers)
+    augment = Augment(params.augment.crop_padding, params.augment.hflip, size, data.image_size)
+    where = (device, cfg.data_placement, cfg.workers)
+    train = place(data, train_index, mean, std, *where, augment=augment, size=size)
+    val = place(data, val_index, mean, std, *where, size=size)
     return train, val, mean, std
 
 
@@ -40,11 +41,13 @@ def model_spec(params, data, mean, std) -> ModelSpec:
         model=params.model,
         num_classes=len(data.classes),
         in_channels=data.channels,
-        image_size=data.image_size,
+        image_size=params.data.image_size,
+        resize=params.data.resize,
+        resize_size=data.image_size,
         mean=mean,
         std=std,
         classes=data.classes,
-        variant=resolve_variant(params.net.variant, data.image_size),
+        variant=resolve_variant(params.net.variant, params.data.image_size),
         dropout=params.net.dropout,
         lrn=params.net.lrn,
     )

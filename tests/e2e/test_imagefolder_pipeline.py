@@ -3,9 +3,11 @@ ones among them, trained with augmentation and cross-validated over three folds.
 
 import json
 
+import numpy as np
 import onnx
 import pytest
 from mlflow import MlflowClient
+from PIL import Image
 
 from conftest import BROKEN, DIGIT_CLASSES, make_clone, run, set_params, write_digit_folder
 
@@ -29,6 +31,8 @@ def test_image_folder_with_bad_files_trains_and_cross_validates(tmp_path):
         epochs=8,
         split__folds=3,
         augment__crop_padding=2,
+        # Prepared at 36 px: training takes random 32 px crops, the rest the centre 32 px.
+        data__resize_size=36,
     )
     result = run(["dvc", "exp", "run", "export", "crossval"], repo)  # all but inspect
     output = result.stdout + result.stderr
@@ -42,11 +46,18 @@ def test_image_folder_with_bad_files_trains_and_cross_validates(tmp_path):
     assert report["images_per_class"]["向日葵"] == 40
     assert {b["path"] for b in report["bad_files"]} == {f"one/{n}" for n in BROKEN}
 
-    # Class names, spaces and all, reach the exported model.
+    assert np.load(repo / "data/prepared/images.npy", mmap_mode="r").shape == (400, 36, 36, 3)
+
+    # Class names, spaces and all, reach the exported model, and how it sees a picture.
     meta = {p.key: p.value for p in onnx.load(repo / "models/model.onnx").metadata_props}
     assert json.loads(meta["classes"]) == sorted(DIGIT_CLASSES)
-    test_acc = json.loads((repo / "metrics/evaluate.json").read_text())["test_acc"]
-    assert test_acc > 0.6  # ten classes: chance is 0.1
+    assert (meta["image_size"], meta["resize"], meta["resize_size"]) == ("32", "crop", "36")
+    picture = next((repo / "images/three").iterdir())
+    shown = run(["cnnpipe", "preprocess", str(picture), "--out", "seen.png"], repo).stdout
+    assert "crop to 36x36, then the centre 32x32" in shown
+    assert Image.open(repo / "seen.png").size == (32, 32)
+    scores = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert scores["test_acc"] > 0.6  # ten classes: chance is 0.1
 
     # Three folds and their aggregate, in metrics/ and in `dvc exp show`.
     crossval = json.loads((repo / "metrics/crossval.json").read_text())

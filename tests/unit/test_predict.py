@@ -9,9 +9,9 @@ from PIL import Image
 from cnnpipe.checkpoint import ModelSpec
 from cnnpipe.classifier import shipped
 from cnnpipe.export import to_onnx
-from cnnpipe.images import ImageError
+from cnnpipe.images import ImageError, network_input
 from cnnpipe.model_files import Metadata, OnnxModel
-from cnnpipe.predict import load_image, predict_files
+from cnnpipe.predict import predict_files
 
 from conftest import run
 
@@ -39,13 +39,13 @@ def test_grey_and_colour_pictures_become_the_models_input(tmp_path, mode, channe
     path = tmp_path / "x.png"
     picture(mode).save(path)
     meta = Metadata(16, channels, ["a"], [0.5] * channels, [0.25] * channels)
-    x = load_image(path, meta)
+    x = network_input(path, meta)
     assert x.shape == (16, 16, channels) and x.dtype == np.uint8  # raw pixels, model's size
 
 
 def test_pixels_reach_the_model_unscaled(tmp_path):
     Image.fromarray(np.full((20, 20), 255, np.uint8)).save(tmp_path / "white.png")
-    assert (load_image(tmp_path / "white.png", META) == 255).all()
+    assert (network_input(tmp_path / "white.png", META) == 255).all()
 
 
 def test_unusable_files_get_an_error_naming_file_and_reason(tmp_path):
@@ -63,7 +63,7 @@ def test_unusable_files_get_an_error_naming_file_and_reason(tmp_path):
     }
     for name, reason in cases.items():
         with pytest.raises(ImageError, match=reason) as info:
-            load_image(tmp_path / name, META)
+            network_input(tmp_path / name, META)
         assert str(tmp_path / name) in str(info.value)
 
 

@@ -29,6 +29,12 @@ def check_consistency(params: Params, source: str) -> None:
             f"{source}: train.nesterov needs optimizer sgd with train.momentum > 0, "
             f"got optimizer {params.optimizer} with momentum {params.train.momentum}"
         )
+    data = params.data
+    if data.resize_size is not None and data.resize_size < data.image_size:
+        raise ConfigError(
+            f"{source}: data.resize_size ({data.resize_size}) must be at least "
+            f"data.image_size ({data.image_size}): the network's input is cut from it"
+        )
     if params.data.source == "imagefolder" and not params.data.root:
         raise ConfigError(
             f"{source}: data.source is imagefolder, so data.root must name the folder "

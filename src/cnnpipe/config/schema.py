@@ -24,8 +24,15 @@ class DataConfig:
     root: str | None = None
     download: bool = True
     image_size: int = field(default=32, metadata=_bound(lo=8, hi=1024))
+    resize: Literal["crop", "pad", "stretch"] = "crop"
+    resize_size: int | None = field(default=None, metadata=_bound(lo=8, hi=1024))
     channels: Literal[1, 3] = 1
     on_bad_file: Literal["skip", "fail"] = "skip"
+
+    @property
+    def prepared_size(self) -> int:
+        """The side of the squares prepare stores; the network sees `image_size` of it."""
+        return self.resize_size or self.image_size
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cnnpipe.crops import centre_offset
 from cnnpipe.pixels import Normalize
 
 
@@ -60,34 +61,37 @@ def to_nchw(images: np.ndarray) -> torch.Tensor:
 
 
 class Augment:
-    """Random crops from a zero-padded image and random horizontal flips, drawn for a whole
-    uint8 batch (B, C, H, W) at once on its device: no per-image Python work.
+    """Random crops of `size` pixels and random horizontal flips, drawn for a whole uint8
+    batch (B, C, H, W) at once on its device: no per-image Python work.
 
+    A crop may start anywhere in the image (prepared larger than `size`:
+    `data.resize_size`) and up to `crop_padding` pixels outside it, where it reads black.
     Crop and flip are one gather: each output pixel's source row and column are computed
     (the column read backwards for a flipped image) and read in a single indexing step;
     a source outside the image is the black padding, so nothing is padded or copied first.
     """
 
-    def __init__(self, crop_padding: int = 0, hflip: bool = False):
+    def __init__(self, crop_padding: int = 0, hflip: bool = False, size=None, source_size=None):
         self.padding, self.hflip = crop_padding, hflip
+        self.size, self.source_size = size, source_size or size
 
     def __bool__(self) -> bool:
-        return bool(self.padding or self.hflip)
+        return bool(self.padding or self.hflip or self.source_size != self.size)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, channels, height, width = images.shape
-        device, p = images.device, self.padding
+        size, device, p = self.size or height, images.device, self.padding
         # Draws on the CPU generator, so the same seed gives the same batches anywhere.
-        shift = torch.randint(0, 2 * p + 1, (2, n), generator=generator) - p
+        shift = torch.randint(0, height - size + 2 * p + 1, (2, n), generator=generator) - p
         flip = (
             torch.rand(n, generator=generator) < 0.5
             if self.hflip
             else torch.zeros(n, dtype=torch.bool)
         )
         dy, dx, flip = shift[0].to(device), shift[1].to(device), flip.to(device)
-        ys, xs = torch.arange(height, device=device), torch.arange(width, device=device)
-        rows = dy[:, None] + ys  # (n, H): the source row of each output row
-        cols = torch.where(flip[:, None], width - 1 - xs, xs) + dx[:, None]  # (n, W)
+        steps = torch.arange(size, device=device)
+        rows = dy[:, None] + steps  # (n, size): the source row of each output row
+        cols = torch.where(flip[:, None], size - 1 - steps, steps) + dx[:, None]  # (n, size)
         inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[
             :, None, :
         ]
@@ -97,20 +101,33 @@ class Augment:
         flat = images.reshape(n, channels, height * width)
         picked = flat.gather(2, source.reshape(n, 1, -1).expand(-1, channels, -1))
         # Zero where the source lies in the padding.
-        return (picked * inside.reshape(n, 1, -1)).reshape(n, channels, height, width)
+        return (picked * inside.reshape(n, 1, -1)).reshape(n, channels, size, size)
+
+
+def centre(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """The centre size x size of a batch (B, C, H, W), as images.centre_crop cuts a picture."""
+    height, width = images.shape[-2:]
+    if size is None or (height, width) == (size, size):
+        return images
+    top, left = centre_offset(height, size), centre_offset(width, size)
+    return images[..., top : top + size, left : left + size]
 
 
 class DeviceData:
-    """One split as a uint8 tensor (N, C, H, W) on `device`, served as normalised batches.
+    """One split as a uint8 tensor (N, C, H, W) on `device`, served as normalised batches
+    of `size` pixels (None: the images' own size).
 
-    With `augment`, shuffled (training) batches are augmented before they are normalised.
+    With `augment`, shuffled (training) batches are augmented (and cut to `size`) before
+    they are normalised; other batches are the images' centre crops.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, mean, std, device, augment=None):
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, mean, std, device, augment=None, size=None
+    ):
         self.images = to_nchw(images).to(device)
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
         self.normalize = Normalize(mean, std).to(device)
-        self.augment = augment or None
+        self.augment, self.size = augment or None, size
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -122,7 +139,7 @@ class DeviceData:
             images = self.images[idx]
             if self.augment and shuffle:
                 images = self.augment(images, generator)
-            yield self.normalize(images), self.labels[idx]
+            yield self.normalize(centre(images, self.size)), self.labels[idx]
 
 
 class _Slices(Dataset):
@@ -158,14 +175,14 @@ class HostData:
     """
 
     def __init__(
-        self, images, labels, mean, std, device, workers: int = 2, index=None, augment=None
+        self, images, labels, mean, std, device, workers=2, index=None, augment=None, size=None
     ):
         self.index = np.arange(len(labels)) if index is None else np.asarray(index)
         self.labels_np = np.asarray(labels, dtype=np.int64)[self.index]
         self.labels = torch.from_numpy(self.labels_np)
         self.device = torch.device(device)
         self.normalize = Normalize(mean, std).to(device)
-        self.augment = augment or None
+        self.augment, self.size = augment or None, size
         self._sampler = _Chunks()
         self._loader = DataLoader(
             _Slices(images, np.asarray(labels, dtype=np.int64)),
@@ -186,13 +203,16 @@ class HostData:
             images = images.to(self.device, non_blocking=True)
             if self.augment and shuffle:
                 images = self.augment(images, generator)
-            yield self.normalize(images), labels.to(self.device, non_blocking=True)
+            yield (
+                self.normalize(centre(images, self.size)),
+                labels.to(self.device, non_blocking=True),
+            )
 
 
-def place(data, index, mean, std, device, placement="auto", workers=2, augment=None):
-    """The rows `index` of a prepared data set, batched from the device when they fit
-    there (or are asked to), else from host memory through DataLoader workers. On the
-    CPU the device is host memory."""
+def place(data, index, mean, std, device, placement="auto", workers=2, augment=None, size=None):
+    """The rows `index` of a prepared data set as batches of `size` pixels, served from the
+    device when they fit there (or are asked to), else from host memory through DataLoader
+    workers. On the CPU the device is host memory."""
     images, labels = data.images, data.labels
     device = torch.device(device)
     on_device = device.type != "cuda" or placement == "device"
@@ -201,5 +221,7 @@ def place(data, index, mean, std, device, placement="auto", workers=2, augment=N
         # uint8 images take a quarter of their float32 size; leave room for activations.
         on_device = len(index) * np.prod(images.shape[1:]) < free // 4
     if on_device:
-        return DeviceData(images[index], np.asarray(labels)[index], mean, std, device, augment)
-    return HostData(images, labels, mean, std, device, workers, index=index, augment=augment)
+        return DeviceData(
+            images[index], np.asarray(labels)[index], mean, std, device, augment, size
+        )
+    return HostData(images, labels, mean, std, device, workers, index, augment, size)

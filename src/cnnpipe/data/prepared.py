@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnpipe.crops import centre_crop
 from cnnpipe.errors import CnnpipeError
 from cnnpipe.files import atomic_dir, read_json, write_json
 
@@ -36,6 +37,11 @@ class Prepared:
     @property
     def image_size(self) -> int:
         return self.images.shape[1]
+
+    def inputs(self, index, size: int) -> np.ndarray:
+        """The rows `index` as a network of input `size` receives them at evaluation: the
+        centre crop of each (the whole image when it was prepared at `size`)."""
+        return np.ascontiguousarray(centre_crop(self.images[index], size))
 
 
 class _ImageFile:

@@ -118,7 +118,7 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray, classes: list[str], cfg
         step = _chunk(cfg)
         for start in range(0, len(images), step):
             yield (
-                _resize(images[start : start + step], cfg.image_size, cfg.channels),
+                _resize(images[start : start + step], cfg),
                 np.asarray(labels[start : start + step], dtype=np.int64),
             )
 
@@ -127,21 +127,21 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray, classes: list[str], cfg
 
 def _chunk(cfg: DataConfig) -> int:
     """Images per chunk: as many as fit in CHUNK_BYTES once decoded."""
-    return max(1, CHUNK_BYTES // (cfg.image_size**2 * cfg.channels))
+    return max(1, CHUNK_BYTES // (cfg.prepared_size**2 * cfg.channels))
 
 
-def _resize(images: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """uint8 or 0..1 float images (N, H, W, C) -> uint8 (N, size, size, channels), each
-    converted and resized by Pillow exactly as a file from an image folder is."""
+def _resize(images: np.ndarray, cfg: DataConfig) -> np.ndarray:
+    """uint8 or 0..1 float images (N, H, W, C) -> uint8 (N, S, S, channels) at the prepared
+    size S, each converted and resized by Pillow exactly as a file from an image folder is."""
     from PIL import Image
 
     if images.dtype != np.uint8:
         images = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
-    out = np.empty((len(images), size, size, channels), dtype=np.uint8)
+    size = cfg.prepared_size
+    out = np.empty((len(images), size, size, cfg.channels), dtype=np.uint8)
     for i, image in enumerate(images):
-        out[i] = to_pixels(
-            Image.fromarray(image[..., 0] if image.shape[2] == 1 else image), channels, size
-        )
+        picture = Image.fromarray(image[..., 0] if image.shape[2] == 1 else image)
+        out[i] = to_pixels(picture, cfg.channels, size, cfg.resize)
     return out
 
 
@@ -178,7 +178,7 @@ def _image_folder(root: Path, cfg: DataConfig) -> Source:
 def _decode(root, files: list[Path], labels: np.ndarray, classes, cfg: DataConfig, bad: list):
     def read(path):
         try:
-            return read_picture(path, cfg.channels, cfg.image_size)
+            return read_picture(path, cfg.channels, cfg.prepared_size, cfg.resize)
         except ImageError as exc:
             return str(exc).removeprefix(f"{path}: ")
 
