@@ -15,7 +15,7 @@ from cnnpipe.errors import exit_on_error
 from cnnpipe.files import read_csv, write_csv, write_json
 from cnnpipe.metrics import confusion, per_class_report
 from cnnpipe.plots.evaluation import confusion_png, curves_png, misclassified_png
-from cnnpipe.scoring import split_logits
+from cnnpipe.scoring import mirrored_mean, split_logits, topk_accuracy
 from cnnpipe.tracking.run import continue_run
 
 FIGURES = {
@@ -44,6 +44,15 @@ def main():
         "test_acc": float((y_true == y_pred).mean()),
         "test_macro_f1": sum(row["f1"] for row in report) / len(report),
     }
+    top5 = spec.num_classes > 5  # with five classes or fewer it is 1 by definition
+    if top5:
+        scores["test_top5_acc"] = topk_accuracy(logits, labels, 5)
+    if params.evaluate.tta == "flip":
+        probabilities = mirrored_mean(model, test, params.batch_size, logits)
+        scores["test_loss_tta"] = F.nll_loss(probabilities.log(), labels).item()
+        scores["test_acc_tta"] = topk_accuracy(probabilities, labels, 1)
+        if top5:
+            scores["test_top5_acc_tta"] = topk_accuracy(probabilities, labels, 5)
 
     write_json(paths.EVALUATE_METRICS, scores)
     write_csv(paths.PER_CLASS, report)

@@ -33,6 +33,7 @@ def test_image_folder_with_bad_files_trains_and_cross_validates(tmp_path):
         augment__crop_padding=2,
         # Prepared at 36 px: training takes random 32 px crops, the rest the centre 32 px.
         data__resize_size=36,
+        evaluate__tta="flip",
     )
     result = run(["dvc", "exp", "run", "export", "crossval"], repo)  # all but inspect
     output = result.stdout + result.stderr
@@ -58,6 +59,9 @@ def test_image_folder_with_bad_files_trains_and_cross_validates(tmp_path):
     assert Image.open(repo / "seen.png").size == (32, 32)
     scores = json.loads((repo / "metrics/evaluate.json").read_text())
     assert scores["test_acc"] > 0.6  # ten classes: chance is 0.1
+    # Ten classes: top-5 beside top-1; and the flipped pass's own scores.
+    assert scores["test_top5_acc"] >= scores["test_acc"]
+    assert scores["test_top5_acc_tta"] >= scores["test_acc_tta"] > 0.3
 
     # Three folds and their aggregate, in metrics/ and in `dvc exp show`.
     crossval = json.loads((repo / "metrics/crossval.json").read_text())

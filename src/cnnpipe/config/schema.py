@@ -97,6 +97,11 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class EvaluateConfig:
+    tta: Literal["none", "flip"] = "none"
+
+
+@dataclass(frozen=True)
 class InspectConfig:
     images: int = field(default=10, metadata=_bound(lo=1, hi=32))
     layer: str = "auto"
@@ -131,6 +136,7 @@ class Params:
     split: SplitConfig = SplitConfig()
     augment: AugmentConfig = AugmentConfig()
     train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
     inspect: InspectConfig = InspectConfig()
     tracking: TrackingConfig = TrackingConfig()
