@@ -1,6 +1,7 @@
 """The training engine: the network wrapped with its optimiser, schedule, loss and
 precision, the epoch loop, and `fit`, which trains and keeps the best epoch."""
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -38,11 +39,14 @@ def make_engine(model: nn.Module, params, device: torch.device, steps_per_epoch:
     groups = param_groups(model, params.lr, params.net.head_lr)
     optimizer = make_optimizer(params.optimizer, groups, params.lr, cfg)
     dtype = amp_dtype(cfg.amp, device)
+    # The schedule moves once per optimiser step: one every grad_accum_steps batches, and
+    # one for the batches left over at the end of an epoch.
+    steps = -(-steps_per_epoch // cfg.grad_accum_steps)
     return Engine(
         model=runner,
         module=model,
         optimizer=optimizer,
-        schedule=make_schedule(optimizer, cfg, params.lr, params.epochs, steps_per_epoch),
+        schedule=make_schedule(optimizer, cfg, params.lr, params.epochs, steps),
         loss_fn=make_loss(cfg),
         device=device,
         amp=dtype,
@@ -50,6 +54,8 @@ def make_engine(model: nn.Module, params, device: torch.device, steps_per_epoch:
         # fp16 needs loss scaling to keep small gradients from underflowing; bf16 does not.
         scaler=torch.amp.GradScaler(device.type) if dtype == torch.float16 else None,
         frozen=list(frozen),
+        accum_steps=cfg.grad_accum_steps,
+        clip_grad_norm=cfg.clip_grad_norm,
     )
 
 
@@ -67,11 +73,33 @@ class Engine:
     channels_last: bool = False
     scaler: torch.amp.GradScaler | None = None
     frozen: list[nn.Module] = field(default_factory=list)
+    accum_steps: int = 1  # batches whose gradients add up to one optimiser step
+    clip_grad_norm: float | None = None  # the gradients' largest total norm at a step
 
     def _prepare(self, images):
         if self.channels_last:
             return images.contiguous(memory_format=torch.channels_last)
         return images
+
+    def _sync(self, update: bool):
+        """Under DDP, the gradients are averaged over the ranks only for the batch that
+        completes a step; the batches before it add theirs up locally (no_sync)."""
+        if update or not hasattr(self.model, "no_sync"):
+            return contextlib.nullcontext()
+        return self.model.no_sync()
+
+    def _step(self) -> None:
+        if self.clip_grad_norm is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled
+            trainable = [p for p in self.module.parameters() if p.requires_grad]
+            nn.utils.clip_grad_norm_(trainable, self.clip_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.schedule.step()
 
     def train_epoch(self, data, batch_size, generator, epoch, rank=0, world=1):
         """One pass over this rank's share of the training split: (mean loss, accuracy)."""
@@ -90,19 +118,22 @@ class Engine:
         progress = tqdm(
             batches, total=steps, desc=f"epoch {epoch}", leave=False, disable=quiet() or rank != 0
         )
-        for images, labels in progress:
+        accum = self.accum_steps
+        for i, (images, labels) in enumerate(progress):
             lrs.append(self.optimizer.param_groups[0]["lr"])
-            self.optimizer.zero_grad(set_to_none=True)  # gradients accumulate unless cleared
-            with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-                logits, loss = forward_loss(self.model(self._prepare(images)), labels, self.loss_fn)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                self.optimizer.step()
-            self.schedule.step()
+            if i % accum == 0:
+                self.optimizer.zero_grad(set_to_none=True)  # gradients add up unless cleared
+            update = (i + 1) % accum == 0 or i + 1 == steps
+            with self._sync(update):
+                with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+                    logits, loss = forward_loss(
+                        self.model(self._prepare(images)), labels, self.loss_fn
+                    )
+                # Each batch's mean loss, averaged over the step's batches.
+                part = loss / accum if accum > 1 else loss
+                (self.scaler.scale(part) if self.scaler is not None else part).backward()
+            if update:
+                self._step()
             loss = loss.detach().float()
             first_bad = torch.where(~torch.isfinite(loss) & (first_bad < 0), step, first_bad)
             step += 1

@@ -1,7 +1,9 @@
-"""Run under torchrun by test_distributed.py: one DDP epoch of LeNet-5 on the digits, every
-batch's loss and hits recorded on its rank; rank 0 writes what train_epoch returned and
-what all ranks recorded to the JSON file named in argv[1]."""
+"""Run under torchrun by test_distributed.py: one DDP epoch of LeNet-5 on the digits, two
+batches to an optimiser step and the gradients clipped, every batch's loss and hits
+recorded on its rank; rank 0 writes what train_epoch returned, what all ranks recorded and
+each rank's final weights' digest to the JSON file named in argv[1]."""
 
+import hashlib
 import json
 import sys
 import warnings
@@ -23,7 +25,14 @@ images, labels, classes = read_source(DataConfig(image_size=16))
 images, labels = images[:600], labels[:600]
 mean, std = channel_stats(images)
 data = DeviceData(images, labels, mean, std, device)
-params = parse_params({"epochs": 1, "seed": 0, "batch_size": 32})
+params = parse_params(
+    {
+        "epochs": 1,
+        "seed": 0,
+        "batch_size": 32,
+        "train": {"grad_accum_steps": 2, "clip_grad_norm": 1.0},
+    }
+)
 seed_everything(0)
 model = ModelSpec("lenet", 10, 1, 16, mean, std, classes).build()
 engine = make_engine(model, params, device, -(-len(data) // world // 32))
@@ -45,12 +54,19 @@ with warnings.catch_warnings(record=True) as caught:
     loss, acc = engine.train_epoch(data, 32, torch.Generator().manual_seed(0), 1, rank, world)
 everyone = [None] * world
 dist.all_gather_object(everyone, recorded)
+digest = hashlib.sha256()
+for value in engine.module.state_dict().values():
+    digest.update(value.numpy().tobytes())
+digests = [None] * world
+dist.all_gather_object(digests, digest.hexdigest())
 if rank == 0:
     result = {
         "loss": loss,
         "acc": acc,
         "batches": [batch for part in everyone for batch in part],
         "warnings": [str(w.message) for w in caught],
+        "weights": digests,
+        "steps": engine.schedule.last_epoch,
     }
     with open(sys.argv[1], "w") as f:
         json.dump(result, f)

@@ -150,12 +150,15 @@ def test_same_seed_gives_bit_identical_metrics_and_weights(digits):
     assert third != first
 
 
-def test_resumed_training_ends_exactly_like_an_uninterrupted_one(digits, tmp_path):
+@pytest.mark.parametrize(
+    "options", [{}, {"grad_accum_steps": 3, "clip_grad_norm": 0.5}], ids=["plain", "accum-clip"]
+)
+def test_resumed_training_ends_exactly_like_an_uninterrupted_one(digits, tmp_path, options):
     _, train_data, val = digits
-    full_model, full, full_best = train_lenet(digits, epochs=5, seed=3)
+    full_model, full, full_best = train_lenet(digits, epochs=5, seed=3, **options)
 
     path = tmp_path / "state.pt"
-    first = engine_for(digits, 5, 3)
+    first = engine_for(digits, 5, 3, **options)
 
     def killed_after_epoch_2(row):
         if row["epoch"] == 2:
@@ -166,22 +169,69 @@ def test_resumed_training_ends_exactly_like_an_uninterrupted_one(digits, tmp_pat
             first,
             train_data,
             val,
-            params_for(5, 3),
+            params_for(5, 3, **options),
             state_file=(path, {"fingerprint": "run"}),
             on_epoch=killed_after_epoch_2,
         )
     # A new process would start from a freshly seeded, freshly initialised network.
-    second = engine_for(digits, 5, 3)
+    second = engine_for(digits, 5, 3, **options)
     state = load_resume(path, "run", "cpu")
     assert len(state["history"]) == 2
     assert load_resume(path, "another run", "cpu") is None
-    fitted = fit(second, train_data, val, params_for(5, 3), resume=state)
+    fitted = fit(second, train_data, val, params_for(5, 3, **options), resume=state)
     assert fitted.history == full
     assert all(torch.equal(fitted.state[k], full_best[k]) for k in fitted.state)
     final = second.module.state_dict()
     assert all(torch.equal(final[k], v) for k, v in full_model.state_dict().items())
     # The resume file is written after every epoch but the last.
     assert len(load_resume(path, "run", "cpu")["history"]) == 2
+
+
+def test_accumulated_batches_take_the_step_of_one_batch_their_size(digits):
+    """Two batches of 32 with grad_accum_steps 2 move the weights as one batch of 64 does
+    (LeNet-5 has no BatchNorm, whose statistics would see the smaller batches)."""
+    spec, train_data, _ = digits
+    images = train_data.images[:640].permute(0, 2, 3, 1).numpy()
+    data = DeviceData(images, train_data.labels[:640].numpy(), spec.mean, spec.std, "cpu")
+    weights = []
+    for batch, accum in ((64, 1), (32, 2)):
+        params = parse_params(
+            {"epochs": 2, "seed": 0, "batch_size": batch, "train": {"grad_accum_steps": accum}}
+        )
+        seed_everything(0)
+        engine = make_engine(spec.build(), params, torch.device("cpu"), 640 // batch)
+        for epoch in (1, 2):
+            engine.train_epoch(data, batch, torch.Generator().manual_seed(epoch), epoch)
+        assert engine.schedule.last_epoch == 20  # 10 optimiser steps an epoch either way
+        weights.append(engine.module.state_dict())
+    for key, value in weights[0].items():
+        assert torch.allclose(weights[1][key], value, atol=1e-5), key
+
+
+@pytest.mark.parametrize("clip", [None, 0.01])
+def test_clipping_bounds_every_steps_gradient_norm(digits, clip):
+    spec, train_data, _ = digits
+    images = train_data.images[:64].permute(0, 2, 3, 1).numpy()
+    data = DeviceData(images, train_data.labels[:64].numpy(), spec.mean, spec.std, "cpu")
+    params = parse_params(
+        {
+            "lr": 1.0,
+            "epochs": 1,
+            "batch_size": 64,
+            "train": {"momentum": 0, "weight_decay": 0, "clip_grad_norm": clip},
+        }
+    )
+    seed_everything(0)
+    engine = make_engine(spec.build(), params, torch.device("cpu"), 1)
+    before = [p.detach().clone() for p in engine.module.parameters()]
+    engine.train_epoch(data, 64, torch.Generator().manual_seed(0), 1)
+    moved = torch.stack(
+        [(p.detach() - b).norm() for p, b in zip(engine.module.parameters(), before, strict=True)]
+    ).norm()  # plain SGD at lr 1: the step is the gradient itself
+    if clip is None:
+        assert moved > 0.1
+    else:
+        assert moved == pytest.approx(clip, rel=1e-4)
 
 
 def test_a_run_that_ends_writes_no_resume_file(digits, tmp_path):

@@ -81,6 +81,8 @@ class TrainConfig:
     data_placement: Literal["auto", "device", "host"] = "auto"
     workers: int = field(default=2, metadata=_bound(lo=0))
     patience: int = field(default=0, metadata=_bound(lo=0))
+    grad_accum_steps: int = field(default=1, metadata=_bound(lo=1, hi=1024))
+    clip_grad_norm: float | None = field(default=None, metadata=_positive())
     nproc: int = field(default=1, metadata=_bound(lo=1))
     resume: bool = True
     device: str = "auto"
