@@ -9,7 +9,7 @@ import sys
 from cnnpipe.checkpoint import ModelSpec
 from cnnpipe.data.batches import Augment, channel_stats, place
 from cnnpipe.engine import make_engine
-from cnnpipe.transfer import freeze_backbone, load_pretrained
+from cnnpipe.transfer import freeze_backbone, load_pretrained, pretrained_stats
 from cnnpipe.zoo import resolve_variant
 
 
@@ -25,10 +25,14 @@ def training(params, data, train_index, val_index, device, world=1, verbose=True
 
 
 def batches(params, data, train_index, val_index, device):
-    """(train, val, mean, std): both splits normalised with the training split's mean
-    and std; the training batches augmented as params ask."""
+    """(train, val, mean, std): both splits normalised with the mean and std the pretrained
+    weights learnt with, else the training split's; the training batches augmented as
+    params ask."""
     cfg, size = params.train, params.data.image_size
-    mean, std = channel_stats(data.images, train_index)
+    known = None
+    if params.net.pretrained:
+        known = pretrained_stats(params.net.pretrained, params.model, data.channels)
+    mean, std = known or channel_stats(data.images, train_index)
     augment = Augment(params.augment.crop_padding, params.augment.hflip, size, data.image_size)
     where = (device, cfg.data_placement, cfg.workers)
     train = place(data, train_index, mean, std, *where, augment=augment, size=size)

@@ -4,7 +4,9 @@ The weights come from torchvision (a weights name such as IMAGENET1K_V1, downloa
 torch.hub's cache) or from a local state_dict such as an earlier run's models/best.pth.
 Every tensor whose name and shape fit is copied; the head (the last Linear layer) always
 starts afresh, sized for this data set's classes. With `freeze: backbone` only the head
-trains, and the backbone's BatchNorm layers keep their running statistics.
+trains, and the backbone's BatchNorm layers keep their running statistics. The weights
+bring the normalisation they learnt with (`pretrained_stats`): torchvision's from the
+weights' own transforms, an earlier run's from the model.json beside its state_dict.
 """
 
 from pathlib import Path
@@ -12,9 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnpipe import paths
 from cnnpipe.download import socket_timeout
 from cnnpipe.errors import CnnpipeError
-from cnnpipe.files import resolve_path
+from cnnpipe.files import read_json, resolve_path
 
 
 def head_name(model: nn.Module) -> str:
@@ -57,9 +60,44 @@ def load_pretrained(model: nn.Module, source: str, model_name: str) -> dict:
     return {"loaded": loaded, "skipped": skipped}
 
 
+def pretrained_stats(source: str, model_name: str, channels: int):
+    """(mean, std) per channel that the weights of `source` were trained with, or None when
+    that is not known (a state_dict without a model.json beside it)."""
+    if _is_file_source(source):
+        spec = _spec_beside(resolve_path(source))
+        if spec is None:
+            return None
+        recorded = read_json(spec)
+        mean, std = recorded["mean"], recorded["std"]
+    else:
+        preset = _torchvision_entry(source, model_name).transforms()
+        mean, std = list(preset.mean), list(preset.std)
+    if len(mean) == channels:
+        return list(mean), list(std)
+    if channels == 1:
+        # A grey picture meets a colour network through its stem's kernels summed over
+        # the colours (load_pretrained): one channel standing for all three.
+        return [sum(mean) / len(mean)], [sum(std) / len(std)]
+    return list(mean) * channels, list(std) * channels  # a grey network's, for each colour
+
+
+def _spec_beside(weights: Path) -> Path | None:
+    """The model spec saved with a state_dict: NAME.json beside NAME.pth, or the model.json
+    that train writes beside best.pth, but never the pipeline's own (train replaces it)."""
+    for spec in (weights.with_suffix(".json"), weights.with_name("model.json")):
+        if spec.is_file() and spec.resolve() != resolve_path(paths.MODEL_SPEC).resolve():
+            return spec
+    return None
+
+
+def _is_file_source(source: str) -> bool:
+    path = resolve_path(source)
+    return path.suffix in (".pth", ".pt") or path.exists()
+
+
 def _state_dict(source: str, model_name: str) -> dict:
     path = resolve_path(source)
-    if path.suffix in (".pth", ".pt") or path.exists():
+    if _is_file_source(source):
         if not path.is_file():
             raise CnnpipeError(f"net.pretrained {source}: no such file")
         try:
@@ -74,7 +112,8 @@ def _state_dict(source: str, model_name: str) -> dict:
     return _torchvision_weights(source, model_name)
 
 
-def _torchvision_weights(name: str, model_name: str) -> dict:
+def _torchvision_entry(name: str, model_name: str):
+    """torchvision's weights enum entry `name` for `model_name`, or a clear error."""
     from torchvision.models import get_model_weights
 
     try:
@@ -89,7 +128,11 @@ def _torchvision_weights(name: str, model_name: str) -> dict:
             f"net.pretrained {name}: not a file, nor torchvision weights for {model_name} "
             f"(those are: {', '.join(available.__members__)})"
         )
-    weights = available[name]
+    return available[name]
+
+
+def _torchvision_weights(name: str, model_name: str) -> dict:
+    weights = _torchvision_entry(name, model_name)
     try:
         with socket_timeout():
             return weights.get_state_dict(progress=False, check_hash=True)

@@ -136,3 +136,44 @@ def test_bad_pretrained_sources_are_named(tmp_path, digits):
         result.stderr
     )
     assert f"put that file in {cache / 'hub/checkpoints'}" in result.stderr
+
+
+def test_pretrained_weights_bring_their_normalisation(tmp_path, digits):
+    """torchvision's weights normalise as their transforms say (ImageNet's statistics);
+    an earlier run's state_dict as its model.json says; the batches and the model's spec,
+    and so the exported files, use them instead of the data's own."""
+    from cnnpipe.checkpoint import save_spec
+    from cnnpipe.data.prepared import Prepared
+
+    images, labels = digits
+    data = Prepared(images, labels, [str(i) for i in range(10)])
+    index = list(range(len(labels)))
+
+    def stats(model, pretrained, channels=1):
+        params = params_for(model, pretrained)
+        if channels == 3:
+            rgb = Prepared(images.repeat(3, axis=3), labels, data.classes)
+            return recipe.batches(params, rgb, index, index, "cpu")[2:]
+        return recipe.batches(params, data, index, index, "cpu")[2:]
+
+    imagenet = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    mean, std = stats("resnet18", "IMAGENET1K_V1", channels=3)
+    assert mean == pytest.approx(imagenet[0]) and std == pytest.approx(imagenet[1])
+    # A grey picture stands for all three colours: their mean statistics.
+    mean, std = stats("resnet18", "IMAGENET1K_V1")
+    assert mean == pytest.approx([sum(imagenet[0]) / 3])
+    assert std == pytest.approx([sum(imagenet[1]) / 3])
+
+    earlier = spec_for("lenet", images, data.classes)
+    earlier = ModelSpec(**{**earlier.__dict__, "mean": [0.3], "std": [0.7]})
+    save_weights(earlier.build().state_dict(), tmp_path / "best.pth")
+    save_spec(earlier, tmp_path / "model.json")
+    assert stats("lenet", str(tmp_path / "best.pth")) == ([0.3], [0.7])
+    params = params_for("lenet", str(tmp_path / "best.pth"))
+    _, _, spec, _ = recipe.training(params, data, index, index, torch.device("cpu"), verbose=False)
+    assert (spec.mean, spec.std) == ([0.3], [0.7])  # what the exported files will carry
+    (tmp_path / "model.json").rename(tmp_path / "best.json")  # NAME.json beside NAME.pth
+    assert stats("lenet", str(tmp_path / "best.pth")) == ([0.3], [0.7])
+    # Without a spec nobody knows: the data's own statistics, as without weights.
+    (tmp_path / "best.json").unlink()
+    assert stats("lenet", str(tmp_path / "best.pth")) == tuple(channel_stats(images))
