@@ -56,7 +56,18 @@ def make_engine(model: nn.Module, params, device: torch.device, steps_per_epoch:
         frozen=list(frozen),
         accum_steps=cfg.grad_accum_steps,
         clip_grad_norm=cfg.clip_grad_norm,
+        ema=_moving_average(model, cfg.ema_decay),
     )
+
+
+def _moving_average(model: nn.Module, decay: float | None):
+    """An exponential moving average of the weights, updated after every optimiser step;
+    BatchNorm's running statistics are averaged too, as torchvision's reference does."""
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 @dataclass
@@ -75,6 +86,13 @@ class Engine:
     frozen: list[nn.Module] = field(default_factory=list)
     accum_steps: int = 1  # batches whose gradients add up to one optimiser step
     clip_grad_norm: float | None = None  # the gradients' largest total norm at a step
+    ema: nn.Module | None = None  # the weights' moving average (AveragedModel), if kept
+
+    @property
+    def scored(self) -> nn.Module:
+        """The network that is validated, kept as the best and shipped: the moving average
+        of the weights when there is one, else the network itself."""
+        return self.ema.module if self.ema is not None else self.module
 
     def _prepare(self, images):
         if self.channels_last:
@@ -100,6 +118,8 @@ class Engine:
         else:
             self.optimizer.step()
         self.schedule.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.module)
 
     def train_epoch(self, data, batch_size, generator, epoch, rank=0, world=1):
         """One pass over this rank's share of the training split: (mean loss, accuracy)."""
@@ -201,7 +221,7 @@ def fit(
         start = time.perf_counter()
         train_loss, train_acc = engine.train_epoch(train, batch_size, generator, epoch, rank, world)
         seconds = time.perf_counter() - start  # train_epoch read the loss: the GPU is done
-        val_loss, val_acc = loss_and_accuracy(engine.module, val, batch_size, engine.amp)
+        val_loss, val_acc = loss_and_accuracy(engine.scored, val, batch_size, engine.amp)
         if rank == 0:
             # One plain line an epoch, also where no progress bar is drawn (dvc queue
             # logs, CI): the bar shows the steps, this line what they achieved.
@@ -221,7 +241,7 @@ def fit(
         if val_acc > best_acc:
             best_acc, since_best = val_acc, 0
             best_state = {
-                k: v.detach().cpu().clone() for k, v in engine.module.state_dict().items()
+                k: v.detach().cpu().clone() for k, v in engine.scored.state_dict().items()
             }
         else:
             since_best += 1

@@ -14,13 +14,13 @@ from cnnpipe.files import atomic_path, resolve_path
 
 def fingerprint(params, labels: np.ndarray, split: dict, image_shape, world: int) -> str:
     """A hash of what decides a training run: the params (all but those of tracking and
-    tune, and of the later stages, export and inspect), the labels and split, the image
+    tune, and of the later stages: evaluate, export, inspect), the labels and split, the image
     shape and the number of processes. A training state from any other run is never
     resumed."""
     decisive = {
         key: value
         for key, value in flatten(params).items()
-        if key.split(".")[0] not in ("tracking", "tune", "export", "inspect")
+        if key.split(".")[0] not in ("tracking", "tune", "evaluate", "export", "inspect")
         and key != "train.resume"
     }
     digest = hashlib.sha256(repr((decisive, tuple(image_shape), world)).encode())
@@ -49,6 +49,7 @@ def save_resume(path, engine, state: dict, generator: torch.Generator) -> None:
         "optimizer": engine.optimizer.state_dict(),
         "schedule": engine.schedule.state_dict(),
         "scaler": engine.scaler.state_dict() if engine.scaler else {},
+        "ema": engine.ema.state_dict() if engine.ema is not None else {},
         "rng": rng,
     }
     with atomic_path(path) as tmp:
@@ -72,6 +73,8 @@ def restore(engine, state: dict, generator: torch.Generator) -> None:
     engine.schedule.load_state_dict(state["schedule"])
     if engine.scaler and state["scaler"]:
         engine.scaler.load_state_dict(state["scaler"])
+    if engine.ema is not None:
+        engine.ema.load_state_dict(state["ema"])
     rng = state["rng"]
     torch.set_rng_state(rng["torch"].cpu())
     if rng["cuda"]:

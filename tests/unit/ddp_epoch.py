@@ -1,7 +1,8 @@
 """Run under torchrun by test_distributed.py: one DDP epoch of LeNet-5 on the digits, two
-batches to an optimiser step and the gradients clipped, every batch's loss and hits
-recorded on its rank; rank 0 writes what train_epoch returned, what all ranks recorded and
-each rank's final weights' digest to the JSON file named in argv[1]."""
+batches to an optimiser step, the gradients clipped and a moving average of the weights
+kept, every batch's loss and hits recorded on its rank; rank 0 writes what train_epoch
+returned, what all ranks recorded and each rank's digest of its final weights and their
+average to the JSON file named in argv[1]."""
 
 import hashlib
 import json
@@ -30,7 +31,7 @@ params = parse_params(
         "epochs": 1,
         "seed": 0,
         "batch_size": 32,
-        "train": {"grad_accum_steps": 2, "clip_grad_norm": 1.0},
+        "train": {"grad_accum_steps": 2, "clip_grad_norm": 1.0, "ema_decay": 0.9},
     }
 )
 seed_everything(0)
@@ -55,7 +56,7 @@ with warnings.catch_warnings(record=True) as caught:
 everyone = [None] * world
 dist.all_gather_object(everyone, recorded)
 digest = hashlib.sha256()
-for value in engine.module.state_dict().values():
+for value in [*engine.module.state_dict().values(), *engine.ema.state_dict().values()]:
     digest.update(value.numpy().tobytes())
 digests = [None] * world
 dist.all_gather_object(digests, digest.hexdigest())

@@ -17,6 +17,7 @@ from cnnpipe.errors import CnnpipeError
 from cnnpipe.metrics import AverageMeter
 from cnnpipe.optim import make_optimizer, make_schedule
 from cnnpipe.resume import load_resume
+from cnnpipe.scoring import loss_and_accuracy
 
 BATCH = 64
 
@@ -151,7 +152,9 @@ def test_same_seed_gives_bit_identical_metrics_and_weights(digits):
 
 
 @pytest.mark.parametrize(
-    "options", [{}, {"grad_accum_steps": 3, "clip_grad_norm": 0.5}], ids=["plain", "accum-clip"]
+    "options",
+    [{}, {"grad_accum_steps": 3, "clip_grad_norm": 0.5, "ema_decay": 0.9}],
+    ids=["plain", "accum-clip-ema"],
 )
 def test_resumed_training_ends_exactly_like_an_uninterrupted_one(digits, tmp_path, options):
     _, train_data, val = digits
@@ -206,6 +209,32 @@ def test_accumulated_batches_take_the_step_of_one_batch_their_size(digits):
         weights.append(engine.module.state_dict())
     for key, value in weights[0].items():
         assert torch.allclose(weights[1][key], value, atol=1e-5), key
+
+
+def test_the_moving_average_is_what_is_validated_and_kept(digits):
+    """With train.ema_decay the average follows every optimiser step (the first step's
+    weights, then decay x average + (1 - decay) x weights), and it is the network that is
+    validated each epoch and kept as the best."""
+    spec, train_data, val = digits
+    images = train_data.images[:128].permute(0, 2, 3, 1).numpy()
+    data = DeviceData(images, train_data.labels[:128].numpy(), spec.mean, spec.std, "cpu")
+    params = parse_params({"epochs": 1, "batch_size": 64, "train": {"ema_decay": 0.75}})
+    seed_everything(0)
+    engine = make_engine(spec.build(), params, torch.device("cpu"), 2)
+    steps = []
+    engine.optimizer.register_step_post_hook(
+        lambda *_: steps.append([p.detach().clone() for p in engine.module.parameters()])
+    )
+    fitted = fit(engine, data, val, params)
+    assert len(steps) == 2
+    for average, first, second in zip(engine.ema.module.parameters(), *steps, strict=True):
+        assert torch.allclose(average, 0.75 * first + 0.25 * second, atol=1e-7)
+        assert not torch.allclose(average, second)
+    kept = engine.ema.module.state_dict()
+    assert fitted.state.keys() == kept.keys()
+    assert all(torch.equal(fitted.state[k], kept[k]) for k in kept)
+    _, val_acc = loss_and_accuracy(engine.ema.module, val, 64)
+    assert fitted.history[0]["val_acc"] == val_acc
 
 
 @pytest.mark.parametrize("clip", [None, 0.01])

@@ -83,6 +83,9 @@ class TrainConfig:
     patience: int = field(default=0, metadata=_bound(lo=0))
     grad_accum_steps: int = field(default=1, metadata=_bound(lo=1, hi=1024))
     clip_grad_norm: float | None = field(default=None, metadata=_positive())
+    ema_decay: float | None = field(
+        default=None, metadata=_bound(lo=0, hi=1, lo_open=True, hi_open=True)
+    )
     nproc: int = field(default=1, metadata=_bound(lo=1))
     resume: bool = True
     device: str = "auto"
