@@ -24,7 +24,8 @@ from torch import nn
 
 from cnnpipe import models
 from cnnpipe.config import DataConfig, TrainConfig
-from cnnpipe.data.batches import Augment, DeviceData, channel_stats
+from cnnpipe.data.augment import Augment
+from cnnpipe.data.batches import DeviceData, channel_stats
 from cnnpipe.data.sources import read_source
 from cnnpipe.device import amp_dtype, deterministic_pooling, seed_everything, set_deterministic
 from cnnpipe.engine import Engine

@@ -7,7 +7,8 @@ The train stage uses it once, the cross-validation stage once per fold.
 import sys
 
 from cnnpipe.checkpoint import ModelSpec
-from cnnpipe.data.batches import Augment, channel_stats, place
+from cnnpipe.data.augment import Augment
+from cnnpipe.data.batches import channel_stats, place
 from cnnpipe.engine import make_engine
 from cnnpipe.transfer import freeze_backbone, load_pretrained, pretrained_stats
 from cnnpipe.zoo import resolve_variant

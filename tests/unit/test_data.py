@@ -7,7 +7,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from cnnpipe.config import DataConfig
-from cnnpipe.data.batches import Augment, DeviceData, channel_stats
+from cnnpipe.data.augment import Augment
+from cnnpipe.data.batches import DeviceData, channel_stats
 from cnnpipe.data.prepared import load_prepared, prepared_writer, save_prepared
 from cnnpipe.data.sources import open_source
 from cnnpipe.data.split import fold_indices, k_folds, load_split, save_split, stratified_split

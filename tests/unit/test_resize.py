@@ -12,7 +12,8 @@ from cnnpipe.checkpoint import ModelSpec
 from cnnpipe.cli import main as cnnpipe
 from cnnpipe.config import ConfigError, parse_params
 from cnnpipe.crops import centre_crop
-from cnnpipe.data.batches import Augment, DeviceData
+from cnnpipe.data.augment import Augment
+from cnnpipe.data.batches import DeviceData
 from cnnpipe.images import network_input, read_picture, to_pixels
 from cnnpipe.model_files import Metadata, OnnxModel
 
