@@ -12,7 +12,7 @@ from tqdm import tqdm
 from cnnpipe import distributed
 from cnnpipe.device import amp_dtype, deterministic_pooling
 from cnnpipe.errors import CnnpipeError
-from cnnpipe.losses import forward_loss, make_loss
+from cnnpipe.losses import forward_loss, hard_labels, make_loss
 from cnnpipe.metrics import AverageMeter
 from cnnpipe.optim import make_optimizer, make_schedule
 from cnnpipe.progress import quiet, say
@@ -158,7 +158,7 @@ class Engine:
             first_bad = torch.where(~torch.isfinite(loss) & (first_bad < 0), step, first_bad)
             step += 1
             loss_meter.update(loss, len(labels))  # a device tensor: summed without a sync
-            correct += (logits.argmax(1) == labels).sum()
+            correct += (logits.argmax(1) == hard_labels(labels)).sum()
         bad = int(first_bad)
         if bad >= 0:
             raise CnnpipeError(

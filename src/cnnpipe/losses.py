@@ -7,12 +7,13 @@ AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers, as weighted in the p
 
 
 def make_loss(cfg):
-    """loss(logits, labels). The regression losses of the notes (L1, L2, smooth L1) compare
-    the softmax probabilities with one-hot targets."""
+    """loss(logits, labels). Labels are class indices (N,), or class probabilities
+    (N, classes) for mixed images (MixUp, CutMix). The regression losses of the notes
+    (L1, L2, smooth L1) compare the softmax probabilities with one-hot targets."""
     if cfg.loss == "cross_entropy":
-        return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)  # takes either
     if cfg.loss == "nll":
-        return lambda logits, labels: F.nll_loss(F.log_softmax(logits, dim=1), labels)
+        return _nll
     regression = {
         "l1": F.l1_loss,
         "mse": F.mse_loss,
@@ -21,9 +22,26 @@ def make_loss(cfg):
 
     def loss(logits, labels):
         probs = F.softmax(logits.float(), dim=1)
-        return regression(probs, F.one_hot(labels, probs.shape[1]).float())
+        return regression(probs, as_probabilities(labels, probs.shape[1]))
 
     return loss
+
+
+def _nll(logits, labels):
+    log_probs = F.log_softmax(logits, dim=1)
+    if labels.is_floating_point():
+        return -(labels * log_probs).sum(dim=1).mean()
+    return F.nll_loss(log_probs, labels)
+
+
+def as_probabilities(labels, classes: int):
+    """Class indices as one-hot rows; class probabilities as they are."""
+    return labels.float() if labels.is_floating_point() else F.one_hot(labels, classes).float()
+
+
+def hard_labels(labels):
+    """The class of each image: for a mixed one, the larger part of it."""
+    return labels.argmax(dim=1) if labels.is_floating_point() else labels
 
 
 def forward_loss(output, labels, loss_fn):

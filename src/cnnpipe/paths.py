@@ -37,5 +37,6 @@ TORCHSCRIPT = "models/model.pt"
 STATE_DICT = "models/model_state_dict.pth"
 UNSAFE_PICKLE = "models/unsafe_pickle"
 EXPORT_METRICS = "metrics/export.json"
-# inspect: a folder of figures (inspection.VIEWS names them)
+# inspect: a folder of figures (inspection.VIEWS names them, and this one)
 INSPECT = "metrics/inspect"
+AUGMENTED_PNG = f"{INSPECT}/augmented.png"

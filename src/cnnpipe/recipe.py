@@ -34,7 +34,7 @@ def batches(params, data, train_index, val_index, device):
     if params.net.pretrained:
         known = pretrained_stats(params.net.pretrained, params.model, data.channels)
     mean, std = known or channel_stats(data.images, train_index)
-    augment = Augment(params.augment.crop_padding, params.augment.hflip, size, data.image_size)
+    augment = Augment.from_params(params, len(data.classes), data.image_size)
     where = (device, cfg.data_placement, cfg.workers)
     train = place(data, train_index, mean, std, *where, augment=augment, size=size)
     val = place(data, val_index, mean, std, *where, size=size)

@@ -77,8 +77,8 @@ def test_reports_render_as_dvc_plots(repo, tmp_path):
     assert sum(int(row["params"]) for row in layers) == 61_706  # LeNet-5 on 10 classes
 
 
-def test_inspect_draws_three_figures_as_plots_and_run_artifacts(repo, tmp_path):
-    names = ["filters.png", "feature_maps.png", "gradcam.png"]
+def test_inspect_draws_four_figures_as_plots_and_run_artifacts(repo, tmp_path):
+    names = ["filters.png", "feature_maps.png", "gradcam.png", "augmented.png"]
     for name in names:
         assert (repo / "metrics/inspect" / name).read_bytes()[:4] == b"\x89PNG"
     run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], repo)

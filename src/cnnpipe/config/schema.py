@@ -47,6 +47,9 @@ class SplitConfig:
 class AugmentConfig:
     crop_padding: int = field(default=2, metadata=_bound(lo=0, hi=64))
     hflip: bool = False
+    random_erasing: float = field(default=0.0, metadata=_bound(lo=0, hi=1))
+    mixup_alpha: float = field(default=0.0, metadata=_bound(lo=0))
+    cutmix_alpha: float = field(default=0.0, metadata=_bound(lo=0))
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,23 @@ generator that orders the epoch, so the same seed gives the same batches on any 
 and a resumed run continues them exactly.
 """
 
+import math
+from dataclasses import dataclass
+
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from cnnpipe.crops import centre_offset
+
+# torchvision's RandomErasing defaults: the erased share of the image, its aspect ratio.
+ERASE_SCALE, ERASE_RATIO, ERASE_ATTEMPTS = (0.02, 0.33), (0.3, 3.3), 10
 
 
 class Augment:
     """Random crops of `size` pixels and random horizontal flips, drawn for a whole uint8
-    batch (B, C, H, W) at once on its device: no per-image Python work.
+    batch (B, C, H, W) at once on its device (`__call__`); then, on the normalised batch,
+    random erasing and MixUp or CutMix (`mix`).
 
     A crop may start anywhere in the image (prepared larger than `size`:
     `data.resize_size`) and up to `crop_padding` pixels outside it, where it reads black.
@@ -20,14 +29,64 @@ class Augment:
     a source outside the image is the black padding, so nothing is padded or copied first.
     """
 
-    def __init__(self, crop_padding: int = 0, hflip: bool = False, size=None, source_size=None):
+    def __init__(
+        self,
+        crop_padding: int = 0,
+        hflip: bool = False,
+        size=None,
+        source_size=None,
+        erasing: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        num_classes: int | None = None,
+    ):
         self.padding, self.hflip = crop_padding, hflip
         self.size, self.source_size = size, source_size or size
+        self.erasing, self.num_classes = erasing, num_classes
+        self.alphas = {"mixup": mixup_alpha, "cutmix": cutmix_alpha}
+        if any(self.alphas.values()) and not num_classes:
+            raise ValueError("MixUp and CutMix need num_classes for their soft targets")
 
-    def __bool__(self) -> bool:
+    @classmethod
+    def from_params(cls, params, num_classes: int, source_size: int) -> "Augment":
+        """The training augmentation params.augment asks for, cutting params.data.image_size
+        crops from images prepared at `source_size`."""
+        cfg = params.augment
+        return cls(
+            cfg.crop_padding,
+            cfg.hflip,
+            params.data.image_size,
+            source_size,
+            erasing=cfg.random_erasing,
+            mixup_alpha=cfg.mixup_alpha,
+            cutmix_alpha=cfg.cutmix_alpha,
+            num_classes=num_classes,
+        )
+
+    @property
+    def geometric(self) -> bool:
         return bool(self.padding or self.hflip or self.source_size != self.size)
 
+    def __bool__(self) -> bool:
+        return self.geometric or bool(self.erasing) or any(self.alphas.values())
+
+    def mix(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
+        """(images, targets) of a normalised batch: random erasing (to 0, the mean colour,
+        as torchvision's RandomErasing does after Normalize), then MixUp or CutMix, whose
+        targets are class probabilities (N, classes); without them the labels stay."""
+        if self.erasing:
+            images = erase(images, draw_erasing(images.shape, self.erasing, generator))
+        kinds = [kind for kind, alpha in self.alphas.items() if alpha]
+        if not kinds:
+            return images, labels
+        # One of the two for each batch, as the references' RandomChoice([MixUp, CutMix]).
+        kind = kinds[int(torch.randint(len(kinds), (1,), generator=generator))]
+        mixing = draw_mix(kind, self.alphas[kind], images.shape, generator)
+        return apply_mix(images, F.one_hot(labels, self.num_classes).float(), mixing)
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if not self.geometric:
+            return images
         n, channels, height, width = images.shape
         size, device, p = self.size or height, images.device, self.padding
         # Draws on the CPU generator, so the same seed gives the same batches anywhere.
@@ -60,3 +119,85 @@ def centre(images: torch.Tensor, size: int | None) -> torch.Tensor:
         return images
     top, left = centre_offset(height, size), centre_offset(width, size)
     return images[..., top : top + size, left : left + size]
+
+
+@dataclass
+class Erasing:
+    """Each image's rectangle to erase (top, left, height, width) and whether it is."""
+
+    apply: torch.Tensor
+    top: torch.Tensor
+    left: torch.Tensor
+    height: torch.Tensor
+    width: torch.Tensor
+
+
+def draw_erasing(shape, p: float, generator: torch.Generator) -> Erasing:
+    """torchvision's RandomErasing(p) draws, for a whole batch at once: an area of 2 to 33%
+    of the image with an aspect ratio from 0.3 to 3.3 (log-uniform), up to ten tries for
+    one that fits, else no erasing; then a uniform position."""
+    n, _, height, width = shape
+    apply = torch.rand(n, generator=generator) < p
+    area = (
+        height * width * torch.empty(n, ERASE_ATTEMPTS).uniform_(*ERASE_SCALE, generator=generator)
+    )
+    low, high = math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1])
+    aspect = torch.empty(n, ERASE_ATTEMPTS).uniform_(low, high, generator=generator).exp()
+    h, w = (area * aspect).sqrt().round().long(), (area / aspect).sqrt().round().long()
+    fits = (h < height) & (w < width)
+    first = fits.long().argmax(dim=1)  # the first try that fits
+    rows = torch.arange(n)
+    h, w = h[rows, first], w[rows, first]
+    top = (torch.rand(n, generator=generator) * (height - h + 1)).long()
+    left = (torch.rand(n, generator=generator) * (width - w + 1)).long()
+    return Erasing(apply & fits.any(dim=1), top, left, h, w)
+
+
+def erase(images: torch.Tensor, box: Erasing) -> torch.Tensor:
+    """Set each chosen image's rectangle to 0 in every channel, as one masked fill."""
+    n, _, height, width = images.shape
+    device = images.device
+    top, left = box.top.to(device)[:, None], box.left.to(device)[:, None]
+    ys, xs = torch.arange(height, device=device), torch.arange(width, device=device)
+    in_rows = (ys >= top) & (ys < top + box.height.to(device)[:, None])
+    in_cols = (xs >= left) & (xs < left + box.width.to(device)[:, None])
+    mask = in_rows[:, :, None] & in_cols[:, None, :] & box.apply.to(device)[:, None, None]
+    return images.masked_fill(mask[:, None], 0.0)
+
+
+@dataclass
+class Mixing:
+    kind: str  # mixup | cutmix
+    lam: float  # the share of each image (and its target) that stays its own
+    box: tuple[int, int, int, int] | None = None  # CutMix: x1, y1, x2, y2 pasted in
+
+
+def draw_mix(kind: str, alpha: float, shape, generator: torch.Generator) -> Mixing:
+    """torchvision's MixUp and CutMix draws: lambda ~ Beta(alpha, alpha) for the batch;
+    CutMix's box centred at a uniform pixel, its sides sqrt(1 - lambda) of the image's,
+    cut at the border (lambda then follows the box's true area)."""
+    # Beta from NumPy, seeded from the batches' generator: torch's Beta takes no generator.
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    if kind == "mixup":
+        return Mixing(kind, lam)
+    _, _, height, width = shape
+    x, y = (int(torch.randint(side, (1,), generator=generator)) for side in (width, height))
+    r = 0.5 * math.sqrt(1.0 - lam)
+    half_w, half_h = int(r * width), int(r * height)
+    x1, y1 = max(x - half_w, 0), max(y - half_h, 0)
+    x2, y2 = min(x + half_w, width), min(y + half_h, height)
+    return Mixing(kind, 1.0 - (x2 - x1) * (y2 - y1) / (width * height), (x1, y1, x2, y2))
+
+
+def apply_mix(images: torch.Tensor, targets: torch.Tensor, mixing: Mixing):
+    """Each image mixed with the one before it in the batch (the first with the last), its
+    target likewise, as torchvision's MixUp and CutMix pair them."""
+    lam = mixing.lam
+    if mixing.kind == "mixup":
+        images = images.roll(1, 0).mul_(1.0 - lam).add_(images.mul(lam))
+    else:
+        x1, y1, x2, y2 = mixing.box
+        images = images.clone()
+        images[..., y1:y2, x1:x2] = images.roll(1, 0)[..., y1:y2, x1:x2]
+    return images, targets.roll(1, 0).mul_(1.0 - lam).add_(targets.mul(lam))

@@ -60,12 +60,25 @@ def to_nchw(images: np.ndarray) -> torch.Tensor:
     return nchw.clone(memory_format=torch.contiguous_format)
 
 
+def network_batch(images, labels, normalize, size, augment=None, generator=None):
+    """A uint8 batch (B, C, H, W) and its labels as the network receives them: augmented
+    (training), cut to `size`, normalised, then erased and mixed (training; the labels may
+    become class probabilities)."""
+    if augment:
+        images = augment(images, generator)
+    images = normalize(centre(images, size))
+    if augment:
+        images, labels = augment.mix(images, labels, generator)
+    return images, labels
+
+
 class DeviceData:
     """One split as a uint8 tensor (N, C, H, W) on `device`, served as normalised batches
     of `size` pixels (None: the images' own size).
 
     With `augment`, shuffled (training) batches are augmented (and cut to `size`) before
-    they are normalised; other batches are the images' centre crops.
+    they are normalised, and erased and mixed after (their labels may then be class
+    probabilities); other batches are the images' centre crops.
     """
 
     def __init__(
@@ -83,10 +96,10 @@ class DeviceData:
         order = epoch_order(len(self), shuffle, generator, rank, world).to(self.images.device)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            images = self.images[idx]
-            if self.augment and shuffle:
-                images = self.augment(images, generator)
-            yield self.normalize(centre(images, self.size)), self.labels[idx]
+            augment = self.augment if shuffle else None
+            yield network_batch(
+                self.images[idx], self.labels[idx], self.normalize, self.size, augment, generator
+            )
 
 
 class _Slices(Dataset):
@@ -148,12 +161,9 @@ class HostData:
         self._sampler.chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         for images, labels in self._loader:
             images = images.to(self.device, non_blocking=True)
-            if self.augment and shuffle:
-                images = self.augment(images, generator)
-            yield (
-                self.normalize(centre(images, self.size)),
-                labels.to(self.device, non_blocking=True),
-            )
+            labels = labels.to(self.device, non_blocking=True)
+            augment = self.augment if shuffle else None
+            yield network_batch(images, labels, self.normalize, self.size, augment, generator)
 
 
 def place(data, index, mean, std, device, placement="auto", workers=2, augment=None, size=None):

@@ -104,3 +104,24 @@ def gradcam_png(
     fig.colorbar(scale, ax=axes.ravel().tolist(), shrink=0.7, label="evidence (per image)")
     fig.suptitle(f"Grad-CAM at {layer}\nwhere the evidence for the predicted class is", fontsize=10)
     save(fig, path)
+
+
+def augmented_png(
+    originals: np.ndarray, seen: np.ndarray, titles: list[str], path: str | Path
+) -> None:
+    """The first images of a training batch: as prepared (uint8 N, H, W, C) above, and as
+    the network received them (uint8 N, h, w, C, its input mapped back to pixels) below,
+    each titled with its target."""
+    cols = len(originals)
+    fig, axes = plt.subplots(2, cols, figsize=(1.5 * cols + 0.8, 3.8), squeeze=False)
+    for col in range(cols):
+        show_image(axes[0, col], originals[col])
+        show_image(axes[1, col], seen[col])
+        axes[1, col].set_title(titles[col], fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_ylabel("prepared", fontsize=8)
+    axes[1, 0].set_ylabel("trained on", fontsize=8)
+    fig.suptitle("the first training batch, augmented as the network received it", fontsize=10)
+    save(fig, path)
