@@ -10,7 +10,15 @@ import torch
 from torchvision.transforms import v2
 
 from cnnpipe.config import TrainConfig
-from cnnpipe.data.augment import Augment, apply_mix, draw_erasing, draw_mix, erase
+from cnnpipe.data.augment import (
+    Augment,
+    apply_mix,
+    draw_erasing,
+    draw_mix,
+    draw_resized_crop,
+    erase,
+    resample,
+)
 from cnnpipe.data.batches import DeviceData
 from cnnpipe.losses import make_loss
 
@@ -117,3 +125,60 @@ def test_training_batches_mix_and_the_losses_take_their_soft_targets():
     for loss in ("cross_entropy", "nll", "l1"):
         fn = make_loss(TrainConfig(loss=loss))
         assert fn(logits, soft) == pytest.approx(fn(logits, hard).item(), rel=1e-6)
+
+
+def test_resized_crops_are_torchvisions_resized_crop_of_the_drawn_boxes():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (48, 3, 40, 40), dtype=torch.uint8, generator=generator)
+    box = draw_resized_crop((48, 40, 40), 0.08, 4 / 3, generator)
+    flip = torch.arange(48) % 2 == 0
+    ours = resample(images, box, 24, flip)
+    for i, image in enumerate(images):
+        top, left, h, w = (int(t[i]) for t in (box.top, box.left, box.height, box.width))
+        for pixels in (image, image.float()):
+            theirs = v2.functional.resized_crop(pixels, top, left, h, w, [24, 24], antialias=False)
+            if flip[i]:
+                theirs = v2.functional.horizontal_flip(theirs)
+            off = (ours[i].int() - theirs.round().int()).abs()
+            assert off.max() <= 1, i  # torch's uint8 kernel rounds in fixed point
+        # In floating point it is the same sampling: a pixel differs only where the exact
+        # value is a tie (x.5, common when upsampling) that float rounding tips.
+        ties = ((theirs - theirs.floor()) - 0.5).abs() < 1e-3
+        assert not (off.bool() & ~ties).any(), i
+
+
+def test_resized_crop_draws_follow_torchvisions_ranges():
+    from torchvision.transforms import RandomResizedCrop
+
+    n, side = 8000, 64
+    box = draw_resized_crop((n, side, side), 0.08, 4 / 3, torch.Generator().manual_seed(0))
+    h, w = box.height.float(), box.width.float()
+    torch.manual_seed(0)
+    image = torch.zeros(1, side, side)
+    theirs = torch.tensor(
+        [RandomResizedCrop.get_params(image, [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(n)]
+    ).float()
+    # The same distribution as torchvision's sampler: area share, aspect ratio, position.
+    for ours, reference in (
+        (h * w / side**2, theirs[:, 2] * theirs[:, 3] / side**2),
+        ((w / h).log(), (theirs[:, 3] / theirs[:, 2]).log()),
+        (box.top.float() / side, theirs[:, 0] / side),
+    ):
+        assert ours.mean() == pytest.approx(reference.mean().item(), abs=0.015)
+        assert ours.std() == pytest.approx(reference.std().item(), abs=0.015)
+    assert (box.top >= 0).all() and (box.top + box.height <= side).all()
+    assert (box.left >= 0).all() and (box.left + box.width <= side).all()
+    assert int((box.left == 0).sum()) > 0 and int((box.left + box.width == side).sum()) > 0
+    # A box that cannot fit in ten tries falls back to the centre crop torchvision takes.
+    wide = draw_resized_crop((4, 10, 40), 0.99, 1.0001, torch.Generator().manual_seed(0))
+    assert wide.height.tolist() == [10] * 4 and wide.width.tolist() == [10] * 4
+    assert wide.left.tolist() == [15] * 4 and wide.top.tolist() == [0] * 4
+
+
+def test_training_with_resized_crops_takes_them_from_the_whole_prepared_image():
+    images = np.random.default_rng(0).integers(0, 256, (32, 20, 20, 1), dtype=np.uint8)
+    augment = Augment(hflip=True, size=12, source_size=20, resized_crop=(0.08, 4 / 3))
+    assert augment.geometric
+    data = DeviceData(images, np.arange(32) % 2, [0.5], [0.25], "cpu", augment, size=12)
+    x, labels = next(data.batches(32, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    assert x.shape == (32, 1, 12, 12) and labels.dtype == torch.long

@@ -47,6 +47,9 @@ class SplitConfig:
 class AugmentConfig:
     crop_padding: int = field(default=2, metadata=_bound(lo=0, hi=64))
     hflip: bool = False
+    random_resized_crop: bool = False
+    crop_scale: float = field(default=0.08, metadata=_bound(lo=0, hi=1, lo_open=True))
+    crop_ratio: float = field(default=4 / 3, metadata=_bound(lo=1))
     random_erasing: float = field(default=0.0, metadata=_bound(lo=0, hi=1))
     mixup_alpha: float = field(default=0.0, metadata=_bound(lo=0))
     cutmix_alpha: float = field(default=0.0, metadata=_bound(lo=0))

@@ -39,8 +39,10 @@ class Augment:
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
         num_classes: int | None = None,
+        resized_crop: tuple[float, float] | None = None,
     ):
         self.padding, self.hflip = crop_padding, hflip
+        self.resized_crop = resized_crop  # (least area share, largest aspect ratio)
         self.size, self.source_size = size, source_size or size
         self.erasing, self.num_classes = erasing, num_classes
         self.alphas = {"mixup": mixup_alpha, "cutmix": cutmix_alpha}
@@ -61,11 +63,14 @@ class Augment:
             mixup_alpha=cfg.mixup_alpha,
             cutmix_alpha=cfg.cutmix_alpha,
             num_classes=num_classes,
+            resized_crop=(cfg.crop_scale, cfg.crop_ratio) if cfg.random_resized_crop else None,
         )
 
     @property
     def geometric(self) -> bool:
-        return bool(self.padding or self.hflip or self.source_size != self.size)
+        return bool(
+            self.padding or self.hflip or self.resized_crop or self.source_size != self.size
+        )
 
     def __bool__(self) -> bool:
         return self.geometric or bool(self.erasing) or any(self.alphas.values())
@@ -87,6 +92,8 @@ class Augment:
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if not self.geometric:
             return images
+        if self.resized_crop:
+            return self._resized_crops(images, generator)
         n, channels, height, width = images.shape
         size, device, p = self.size or height, images.device, self.padding
         # Draws on the CPU generator, so the same seed gives the same batches anywhere.
@@ -110,6 +117,19 @@ class Augment:
         picked = flat.gather(2, source.reshape(n, 1, -1).expand(-1, channels, -1))
         # Zero where the source lies in the padding.
         return (picked * inside.reshape(n, 1, -1)).reshape(n, channels, size, size)
+
+    def _resized_crops(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """torchvision's RandomResizedCrop (then RandomHorizontalFlip) for every image at
+        once: each draws its box, and one bilinear sampling brings every box to `size`."""
+        n, _, height, width = images.shape
+        size = self.size or height
+        box = draw_resized_crop((n, height, width), *self.resized_crop, generator)
+        flip = (
+            torch.rand(n, generator=generator) < 0.5
+            if self.hflip
+            else torch.zeros(n, dtype=torch.bool)
+        )
+        return resample(images, box, size, flip)
 
 
 def centre(images: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -201,3 +221,78 @@ def apply_mix(images: torch.Tensor, targets: torch.Tensor, mixing: Mixing):
         images = images.clone()
         images[..., y1:y2, x1:x2] = images.roll(1, 0)[..., y1:y2, x1:x2]
     return images, targets.roll(1, 0).mul_(1.0 - lam).add_(targets.mul(lam))
+
+
+@dataclass
+class Box:
+    """Each image's rectangle: top, left, height, width (long tensors (N,))."""
+
+    top: torch.Tensor
+    left: torch.Tensor
+    height: torch.Tensor
+    width: torch.Tensor
+
+
+def draw_resized_crop(shape, min_scale: float, max_ratio: float, generator) -> Box:
+    """torchvision's RandomResizedCrop draws for a whole batch: an area share from
+    min_scale to 1 and an aspect ratio from 1/max_ratio to max_ratio (log-uniform), up to
+    ten tries for a box that fits, else the centre crop that the ratio allows; then a
+    uniform position."""
+    n, height, width = shape
+    area = height * width * torch.empty(n, 10).uniform_(min_scale, 1.0, generator=generator)
+    bound = math.log(max_ratio)
+    aspect = torch.empty(n, 10).uniform_(-bound, bound, generator=generator).exp()
+    w, h = (area * aspect).sqrt().round().long(), (area / aspect).sqrt().round().long()
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first, found = fits.long().argmax(dim=1), fits.any(dim=1)
+    rows = torch.arange(n)
+    h, w = h[rows, first], w[rows, first]
+    top = (torch.rand(n, generator=generator) * (height - h + 1)).long()
+    left = (torch.rand(n, generator=generator) * (width - w + 1)).long()
+    # No try fitted: the whole image, cut to the nearest allowed aspect ratio, centred.
+    fallback_h, fallback_w = height, width
+    if width / height < 1 / max_ratio:
+        fallback_h = int(round(width * max_ratio))
+    elif width / height > max_ratio:
+        fallback_w = int(round(height * max_ratio))
+
+    def keep(drawn, other):
+        return torch.where(found, drawn, torch.full_like(drawn, other))
+
+    return Box(
+        keep(top, (height - fallback_h) // 2),
+        keep(left, (width - fallback_w) // 2),
+        keep(h, fallback_h),
+        keep(w, fallback_w),
+    )
+
+
+def resample(images: torch.Tensor, box: Box, size: int, flip: torch.Tensor) -> torch.Tensor:
+    """Each image's box resized to size x size as bilinear interpolation without
+    antialiasing samples it (torch's interpolate, align_corners=False: the box's edge
+    pixels repeat beyond it), mirrored where `flip`; uint8 in, uint8 out."""
+    n, _, height, width = images.shape
+    device = images.device
+    steps = torch.arange(size, device=device, dtype=torch.float64) + 0.5
+
+    def sources(start, extent, mirrored=None):
+        extent = extent.to(device, torch.float64)[:, None]
+        inside = (steps * extent / size - 0.5).clamp(min=0).minimum(extent - 1)
+        if mirrored is not None:
+            inside = torch.where(mirrored.to(device)[:, None], inside.flip(1), inside)
+        return start.to(device, torch.float64)[:, None] + inside
+
+    ys = sources(box.top, box.height)
+    xs = sources(box.left, box.width, flip)
+    # grid_sample with align_corners=True reads pixel centres at -1 .. 1 exactly.
+    grid = torch.stack(
+        [
+            (xs / (width - 1) * 2 - 1)[:, None, :].expand(n, size, size),
+            (ys / (height - 1) * 2 - 1)[:, :, None].expand(n, size, size),
+        ],
+        dim=-1,
+    )
+    sampled = F.grid_sample(
+        images.float(), grid.float(), mode="bilinear", padding_mode="border", align_corners=True
+    )
+    return sampled.round_().clamp_(0, 255).to(torch.uint8)
