@@ -2,6 +2,7 @@
 
 cnnpipe preprocess IMG --out F.png   the uint8 image the exported model receives for IMG
 cnnpipe inspect IMG   kernels, feature maps and Grad-CAM of the trained network for IMG
+cnnpipe recipe NAME   one `dvc exp run` with recipes/NAME.yaml's params (and more -S)
 cnnpipe study NAME    run studies/NAME.yaml as DVC experiments, report in reports/NAME/
 cnnpipe tune NAME     search studies/NAME.yaml's ranges with Optuna, trials as experiments
 cnnpipe ui            the MLflow UI over this project's runs, on 127.0.0.1
@@ -145,6 +146,12 @@ def cmd_study(args) -> None:
         print(path.relative_to(project_root()))
 
 
+def cmd_recipe(args) -> int:
+    from cnnpipe.studies.recipes import run_recipe
+
+    return run_recipe(args.name, args.targets, args.set or [], dry_run=args.dry_run)
+
+
 def cmd_tune(args) -> None:
     from cnnpipe.files import project_root
     from cnnpipe.studies.tune import run_tune
@@ -282,6 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the queue before giving up, naming what is still waiting",
     )
     study.set_defaults(run=cmd_study)
+
+    recipe = sub.add_parser("recipe", help="dvc exp run with recipes/NAME.yaml's params")
+    recipe.add_argument("name", help="a recipe under recipes/, e.g. photos")
+    recipe.add_argument("targets", nargs="*", help="stages to run up to (default: all)")
+    recipe.add_argument(
+        "-S", "--set", action="append", metavar="KEY=VALUE", help="a param on top (repeatable)"
+    )
+    recipe.add_argument("--dry-run", action="store_true", help="check and print the command")
+    recipe.set_defaults(run=cmd_recipe)
 
     tune = sub.add_parser("tune", help="search studies/NAME.yaml with Optuna, report in reports/")
     tune.add_argument("name", help="a search under studies/, e.g. tune_lenet")
