@@ -31,7 +31,7 @@ def batch(n=16, channels=3, size=20, seed=0) -> torch.Tensor:
 def test_erasing_is_torchvisions_erase_at_the_drawn_boxes():
     images = batch(64)
     box = draw_erasing(images.shape, 0.5, torch.Generator().manual_seed(1))
-    erased = erase(images, box)
+    erased = erase(images.clone(), box)  # in place
     assert 0 < int(box.apply.sum()) < 64
     for i, image in enumerate(images):
         if box.apply[i]:
@@ -77,7 +77,8 @@ class _Fixed:
 def test_mixup_and_cutmix_are_torchvisions_with_the_drawn_lambda_and_box(kind):
     images, labels = batch(8), torch.arange(8) % 5
     mixing = draw_mix(kind, 1.0, images.shape, torch.Generator().manual_seed(3))
-    ours, targets = apply_mix(images, torch.nn.functional.one_hot(labels, 5).float(), mixing)
+    targets = torch.nn.functional.one_hot(labels, 5).float()
+    ours, targets = apply_mix(images.clone(), targets, mixing)  # in place for CutMix
     if kind == "mixup":
         reference = _Fixed(v2.MixUp(alpha=1.0, num_classes=5), {"lam": mixing.lam})
     else:
@@ -88,7 +89,11 @@ def test_mixup_and_cutmix_are_torchvisions_with_the_drawn_lambda_and_box(kind):
             {"box": mixing.box, "lam_adjusted": mixing.lam},
         )
     theirs, their_targets = reference(images.clone(), labels)
-    assert torch.equal(ours, theirs) and torch.allclose(targets, their_targets)
+    # MixUp adds in another order than torchvision: equal within float rounding.
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-6) and torch.allclose(
+        targets, their_targets
+    )
+    assert kind == "mixup" or torch.equal(ours, theirs)
     assert torch.allclose(targets.sum(1), torch.ones(8))
 
 
@@ -139,12 +144,10 @@ def test_resized_crops_are_torchvisions_resized_crop_of_the_drawn_boxes():
             theirs = v2.functional.resized_crop(pixels, top, left, h, w, [24, 24], antialias=False)
             if flip[i]:
                 theirs = v2.functional.horizontal_flip(theirs)
-            off = (ours[i].int() - theirs.round().int()).abs()
-            assert off.max() <= 1, i  # torch's uint8 kernel rounds in fixed point
-        # In floating point it is the same sampling: a pixel differs only where the exact
-        # value is a tie (x.5, common when upsampling) that float rounding tips.
-        ties = ((theirs - theirs.floor()) - 0.5).abs() < 1e-3
-        assert not (off.bool() & ~ties).any(), i
+            # torch's uint8 kernel rounds in fixed point: within one grey level of it.
+            assert (ours[i].round() - theirs.float()).abs().max() <= 1, i
+        # On a float image it is the same sampling, up to float rounding.
+        assert torch.allclose(ours[i], theirs, rtol=0, atol=2e-3), i
 
 
 def test_resized_crop_draws_follow_torchvisions_ranges():

@@ -90,6 +90,8 @@ class Augment:
         return apply_mix(images, F.one_hot(labels, self.num_classes).float(), mixing)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The batch's geometric augmentation: uint8 in; uint8 out for crops and flips,
+        float pixel values (0..255) for resized crops, whose bilinear sampling makes them."""
         if not self.geometric:
             return images
         if self.resized_crop:
@@ -174,15 +176,21 @@ def draw_erasing(shape, p: float, generator: torch.Generator) -> Erasing:
 
 
 def erase(images: torch.Tensor, box: Erasing) -> torch.Tensor:
-    """Set each chosen image's rectangle to 0 in every channel, as one masked fill."""
-    n, _, height, width = images.shape
+    """Set each chosen image's rectangle to 0 in every channel, in place (the batch is a
+    fresh float copy): one masked fill over the chosen images only."""
+    chosen = box.apply.nonzero().squeeze(1)
+    if len(chosen) == 0:
+        return images
+    _, _, height, width = images.shape
     device = images.device
-    top, left = box.top.to(device)[:, None], box.left.to(device)[:, None]
+    top, left = box.top[chosen].to(device)[:, None], box.left[chosen].to(device)[:, None]
     ys, xs = torch.arange(height, device=device), torch.arange(width, device=device)
-    in_rows = (ys >= top) & (ys < top + box.height.to(device)[:, None])
-    in_cols = (xs >= left) & (xs < left + box.width.to(device)[:, None])
-    mask = in_rows[:, :, None] & in_cols[:, None, :] & box.apply.to(device)[:, None, None]
-    return images.masked_fill(mask[:, None], 0.0)
+    in_rows = (ys >= top) & (ys < top + box.height[chosen].to(device)[:, None])
+    in_cols = (xs >= left) & (xs < left + box.width[chosen].to(device)[:, None])
+    mask = in_rows[:, :, None] & in_cols[:, None, :]
+    chosen = chosen.to(device)
+    images[chosen] = images[chosen].masked_fill(mask[:, None], 0.0)
+    return images
 
 
 @dataclass
@@ -215,11 +223,14 @@ def apply_mix(images: torch.Tensor, targets: torch.Tensor, mixing: Mixing):
     target likewise, as torchvision's MixUp and CutMix pair them."""
     lam = mixing.lam
     if mixing.kind == "mixup":
-        images = images.roll(1, 0).mul_(1.0 - lam).add_(images.mul(lam))
-    else:
+        # lam x image + (1 - lam) x the one before, without a rolled copy of the batch.
+        mixed = images.mul(lam)
+        mixed[1:].add_(images[:-1], alpha=1.0 - lam)
+        mixed[:1].add_(images[-1:], alpha=1.0 - lam)
+        images = mixed
+    else:  # in place: the batch is a fresh float copy, and only the box moves
         x1, y1, x2, y2 = mixing.box
-        images = images.clone()
-        images[..., y1:y2, x1:x2] = images.roll(1, 0)[..., y1:y2, x1:x2]
+        images[..., y1:y2, x1:x2] = images[..., y1:y2, x1:x2].roll(1, 0)
     return images, targets.roll(1, 0).mul_(1.0 - lam).add_(targets.mul(lam))
 
 
@@ -270,7 +281,9 @@ def draw_resized_crop(shape, min_scale: float, max_ratio: float, generator) -> B
 def resample(images: torch.Tensor, box: Box, size: int, flip: torch.Tensor) -> torch.Tensor:
     """Each image's box resized to size x size as bilinear interpolation without
     antialiasing samples it (torch's interpolate, align_corners=False: the box's edge
-    pixels repeat beyond it), mirrored where `flip`; uint8 in, uint8 out."""
+    pixels repeat beyond it), mirrored where `flip`. uint8 in, float pixel values 0..255
+    out, not rounded back to uint8: they are normalised next anyway (torchvision's
+    resized_crop on a float image gives the same)."""
     n, _, height, width = images.shape
     device = images.device
     steps = torch.arange(size, device=device, dtype=torch.float64) + 0.5
@@ -292,7 +305,6 @@ def resample(images: torch.Tensor, box: Box, size: int, flip: torch.Tensor) -> t
         ],
         dim=-1,
     )
-    sampled = F.grid_sample(
+    return F.grid_sample(
         images.float(), grid.float(), mode="bilinear", padding_mode="border", align_corners=True
     )
-    return sampled.round_().clamp_(0, 255).to(torch.uint8)

@@ -66,7 +66,7 @@ def network_batch(images, labels, normalize, size, augment=None, generator=None)
     become class probabilities)."""
     if augment:
         images = augment(images, generator)
-    images = normalize(centre(images, size))
+    images = normalize.batch(centre(images, size))
     if augment:
         images, labels = augment.mix(images, labels, generator)
     return images, labels
