@@ -80,7 +80,7 @@ def reference_rate(images, labels, batch, batches, workers) -> float:
     )
     seen, start = 0, None
     while seen < batches:
-        for x, _ in loader:
+        for _batch in loader:
             if start is None:  # the workers have started: time from the first batch on
                 start, seen = time.perf_counter(), 0
             seen += 1
