@@ -1,8 +1,8 @@
-"""Run under torchrun by test_distributed.py: one DDP epoch of LeNet-5 on the digits, two
-batches to an optimiser step, the gradients clipped and a moving average of the weights
-kept, every batch's loss and hits recorded on its rank; rank 0 writes what train_epoch
-returned, what all ranks recorded and each rank's digest of its final weights and their
-average to the JSON file named in argv[1]."""
+"""Run under torchrun by test_distributed.py: one DDP epoch of LeNet-5 on the digits, every
+augmentation on, two batches to an optimiser step, the gradients clipped and a moving
+average of the weights kept, every batch's loss and hits recorded on its rank; rank 0
+writes what train_epoch returned, what all ranks recorded and each rank's digest of its
+final weights and their average to the JSON file named in argv[1]."""
 
 import hashlib
 import json
@@ -15,17 +15,30 @@ import torch.distributed as dist
 from cnnpipe import distributed
 from cnnpipe.checkpoint import ModelSpec
 from cnnpipe.config import DataConfig, parse_params
+from cnnpipe.data.augment import Augment
 from cnnpipe.data.batches import DeviceData, channel_stats
 from cnnpipe.data.sources import read_source
 from cnnpipe.device import seed_everything
 from cnnpipe.engine import make_engine
+from cnnpipe.losses import hard_labels
 
 device = torch.device("cpu")
 rank, world = distributed.setup(device)
 images, labels, classes = read_source(DataConfig(image_size=16))
 images, labels = images[:600], labels[:600]
 mean, std = channel_stats(images)
-data = DeviceData(images, labels, mean, std, device)
+augment = Augment(
+    hflip=True,
+    size=16,
+    source_size=16,
+    erasing=0.25,
+    mixup_alpha=0.2,
+    cutmix_alpha=1.0,
+    num_classes=10,
+    resized_crop=(0.5, 4 / 3),
+    colour=(0.4, 0.1),
+)
+data = DeviceData(images, labels, mean, std, device, augment)
 params = parse_params(
     {
         "epochs": 1,
@@ -44,7 +57,7 @@ loss_fn = engine.loss_fn
 
 def recording_loss(logits, target):
     loss = loss_fn(logits, target)
-    hits = (logits.argmax(1) == target).sum().item()
+    hits = (logits.argmax(1) == hard_labels(target)).sum().item()
     recorded.append([loss.item() * len(target), hits, len(target)])
     return loss
 

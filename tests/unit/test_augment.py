@@ -185,3 +185,39 @@ def test_training_with_resized_crops_takes_them_from_the_whole_prepared_image():
     data = DeviceData(images, np.arange(32) % 2, [0.5], [0.25], "cpu", augment, size=12)
     x, labels = next(data.batches(32, shuffle=True, generator=torch.Generator().manual_seed(0)))
     assert x.shape == (32, 1, 12, 12) and labels.dtype == torch.long
+
+
+def test_colour_jitter_is_torchvisions_ops_in_each_images_order():
+    from cnnpipe.data.colour import draw_jitter, jitter
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    drawn = draw_jitter(32, 0.4, 0.1, generator)
+    ours = jitter(images, drawn)
+    functions = (
+        v2.functional.adjust_brightness,
+        v2.functional.adjust_contrast,
+        v2.functional.adjust_saturation,
+        v2.functional.adjust_hue,
+    )
+    for i, image in enumerate(images):
+        theirs = image.float() / 255
+        for op in drawn.order[i].tolist():
+            theirs = functions[op](theirs, float(drawn.factors[i, op]))
+        # Within one grey level; most pixels within a hundredth of one.
+        off = (ours[i] - theirs * 255).abs()
+        assert off.max() <= 1.0, i
+        assert (off < 0.01).float().mean() > 0.95, i
+
+
+def test_colour_jitter_draws_follow_the_ranges_and_orders():
+    from cnnpipe.data.colour import draw_jitter
+
+    drawn = draw_jitter(20_000, 0.4, 0.1, torch.Generator().manual_seed(0))
+    scale, hue = drawn.factors[:, :3], drawn.factors[:, 3]
+    assert scale.min() >= 0.6 and scale.max() <= 1.4 and scale.mean() == pytest.approx(1, abs=0.01)
+    assert hue.min() >= -0.1 and hue.max() <= 0.1 and hue.mean() == pytest.approx(0, abs=0.005)
+    assert (drawn.order.sort(dim=1).values == torch.arange(4)).all()  # permutations
+    # Every op comes first in about a quarter of the images.
+    firsts = torch.bincount(drawn.order[:, 0], minlength=4).float() / 20_000
+    assert ((firsts - 0.25).abs() < 0.02).all()

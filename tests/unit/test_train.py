@@ -8,6 +8,7 @@ import torch
 from cnnpipe import models
 from cnnpipe.checkpoint import ModelSpec, load_model, save_spec, save_weights
 from cnnpipe.config import DataConfig, TrainConfig, parse_params
+from cnnpipe.data.augment import Augment
 from cnnpipe.data.batches import DeviceData, HostData, channel_stats
 from cnnpipe.data.sources import read_source
 from cnnpipe.data.split import stratified_split
@@ -151,12 +152,35 @@ def test_same_seed_gives_bit_identical_metrics_and_weights(digits):
     assert third != first
 
 
+def augmented(digits):
+    """The digits fixture with every augmentation of the photo recipe and colour jitter."""
+    spec, train_data, val = digits
+    augment = Augment(
+        crop_padding=0,
+        hflip=True,
+        size=16,
+        source_size=16,
+        erasing=0.25,
+        mixup_alpha=0.2,
+        cutmix_alpha=1.0,
+        num_classes=10,
+        resized_crop=(0.5, 4 / 3),
+        colour=(0.4, 0.1),
+    )
+    images = train_data.images.permute(0, 2, 3, 1).numpy()
+    labels = train_data.labels.numpy()
+    return spec, DeviceData(images, labels, spec.mean, spec.std, "cpu", augment), val
+
+
 @pytest.mark.parametrize(
     "options",
-    [{}, {"grad_accum_steps": 3, "clip_grad_norm": 0.5, "ema_decay": 0.9}],
-    ids=["plain", "accum-clip-ema"],
+    [{}, {"grad_accum_steps": 3, "clip_grad_norm": 0.5, "ema_decay": 0.9, "augment": True}],
+    ids=["plain", "accum-clip-ema-augment"],
 )
 def test_resumed_training_ends_exactly_like_an_uninterrupted_one(digits, tmp_path, options):
+    options = dict(options)
+    if options.pop("augment", False):
+        digits = augmented(digits)
     _, train_data, val = digits
     full_model, full, full_best = train_lenet(digits, epochs=5, seed=3, **options)
 

@@ -50,6 +50,8 @@ class AugmentConfig:
     random_resized_crop: bool = False
     crop_scale: float = field(default=0.08, metadata=_bound(lo=0, hi=1, lo_open=True))
     crop_ratio: float = field(default=4 / 3, metadata=_bound(lo=1))
+    color_jitter: float = field(default=0.0, metadata=_bound(lo=0))
+    hue: float = field(default=0.0, metadata=_bound(lo=0, hi=0.5))
     random_erasing: float = field(default=0.0, metadata=_bound(lo=0, hi=1))
     mixup_alpha: float = field(default=0.0, metadata=_bound(lo=0))
     cutmix_alpha: float = field(default=0.0, metadata=_bound(lo=0))

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnpipe.crops import centre_offset
+from cnnpipe.data.colour import draw_jitter, jitter
 
 # torchvision's RandomErasing defaults: the erased share of the image, its aspect ratio.
 ERASE_SCALE, ERASE_RATIO, ERASE_ATTEMPTS = (0.02, 0.33), (0.3, 3.3), 10
@@ -40,8 +41,10 @@ class Augment:
         cutmix_alpha: float = 0.0,
         num_classes: int | None = None,
         resized_crop: tuple[float, float] | None = None,
+        colour: tuple[float, float] | None = None,
     ):
         self.padding, self.hflip = crop_padding, hflip
+        self.colour = colour  # (brightness, contrast and saturation strength; hue)
         self.resized_crop = resized_crop  # (least area share, largest aspect ratio)
         self.size, self.source_size = size, source_size or size
         self.erasing, self.num_classes = erasing, num_classes
@@ -64,6 +67,7 @@ class Augment:
             cutmix_alpha=cfg.cutmix_alpha,
             num_classes=num_classes,
             resized_crop=(cfg.crop_scale, cfg.crop_ratio) if cfg.random_resized_crop else None,
+            colour=(cfg.color_jitter, cfg.hue) if cfg.color_jitter or cfg.hue else None,
         )
 
     @property
@@ -73,7 +77,9 @@ class Augment:
         )
 
     def __bool__(self) -> bool:
-        return self.geometric or bool(self.erasing) or any(self.alphas.values())
+        return (
+            self.geometric or bool(self.colour) or bool(self.erasing) or any(self.alphas.values())
+        )
 
     def mix(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
         """(images, targets) of a normalised batch: random erasing (to 0, the mean colour,
@@ -90,12 +96,18 @@ class Augment:
         return apply_mix(images, F.one_hot(labels, self.num_classes).float(), mixing)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The batch's geometric augmentation: uint8 in; uint8 out for crops and flips,
-        float pixel values (0..255) for resized crops, whose bilinear sampling makes them."""
-        if not self.geometric:
-            return images
-        if self.resized_crop:
-            return self._resized_crops(images, generator)
+        """The batch's geometric augmentation, then its colour jitter: uint8 in; uint8 out
+        for crops and flips alone, else float pixel values (0..255)."""
+        if self.geometric:
+            crops = self._resized_crops if self.resized_crop else self._crops
+            images = crops(images, generator)
+        if self.colour:
+            strength, hue = self.colour
+            drawn = draw_jitter(len(images), strength, hue, generator)
+            images = jitter(images, drawn, (bool(strength),) * 3 + (bool(hue),))
+        return images
+
+    def _crops(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, channels, height, width = images.shape
         size, device, p = self.size or height, images.device, self.padding
         # Draws on the CPU generator, so the same seed gives the same batches anywhere.
