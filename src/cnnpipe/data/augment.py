@@ -19,11 +19,12 @@ ERASE_SCALE, ERASE_RATIO, ERASE_ATTEMPTS = (0.02, 0.33), (0.3, 3.3), 10
 
 
 class Augment:
-    """Random crops of `size` pixels and random horizontal flips, drawn for a whole uint8
-    batch (B, C, H, W) at once on its device (`__call__`); then, on the normalised batch,
-    random erasing and MixUp or CutMix (`mix`).
+    """A training batch's augmentation, drawn for a whole uint8 batch (B, C, H, W) at once
+    on its device. Before normalisation (`__call__`): crops of `size` pixels, padded or
+    resized (RandomResizedCrop), random horizontal flips, colour jitter (colour.py).
+    After it (`mix`): random erasing, then MixUp or CutMix.
 
-    A crop may start anywhere in the image (prepared larger than `size`:
+    A padded crop may start anywhere in the image (prepared larger than `size`:
     `data.resize_size`) and up to `crop_padding` pixels outside it, where it reads black.
     Crop and flip are one gather: each output pixel's source row and column are computed
     (the column read backwards for a flipped image) and read in a single indexing step;
