@@ -59,11 +59,34 @@ def setup(device: torch.device) -> tuple[int, int]:
     """Join the process group when started by torchrun; returns (rank, world size)."""
     if not under_torchrun():
         return 0, 1
+    die_with_launcher()
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size()
+
+
+def die_with_launcher() -> None:
+    """End this process when torchrun's launcher, its parent, ends.
+
+    torchrun starts each worker in a session of its own. A launcher stopped with Ctrl-C
+    or SIGTERM stops its workers, but one killed outright (SIGKILL, or a machine's
+    supervisor doing so) cannot: its workers went on training, wrote the outputs and
+    deleted the resume file that the next `dvc repro` was to continue from. Linux's
+    parent-death signal makes the kernel kill the worker instead (elsewhere: nothing).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+        return
+    if os.getppid() == 1:  # the launcher died before the signal was asked for
+        os._exit(1)
 
 
 def local_device(device: torch.device) -> torch.device:

@@ -1,6 +1,7 @@
 """DistributedDataParallel on two Gloo processes on the CPU, as torchrun starts them."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,3 +26,44 @@ def test_epoch_figures_cover_every_ranks_batches_and_no_stride_warning(tmp_path)
     # Ten batches a rank, two to a step: five steps, after which the ranks agree.
     assert logged["steps"] == 5
     assert len(set(logged["weights"])) == 1
+
+
+def alive(pid: int) -> bool:
+    """The process runs (a dead one not yet reaped is a zombie, 'Z')."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's parent-death signal")
+@pytest.mark.parametrize("asks", [True, False])
+def test_a_worker_dies_with_its_launcher_killed_outright(asks):
+    """Like torchrun, the launcher starts its worker in a session of its own and is then
+    killed with SIGKILL: the worker that asked to die with it does; one that did not
+    would go on training alone."""
+    import signal
+    import subprocess
+    import time
+
+    ask = "from cnnpipe.distributed import die_with_launcher; die_with_launcher(); " if asks else ""
+    worker = f"{ask}import time; print('ready', flush=True); time.sleep(60)"
+    launcher = (
+        "import subprocess, sys; "
+        f"w = subprocess.Popen([sys.executable, '-c', {worker!r}], start_new_session=True); "
+        "print(w.pid, flush=True); w.wait()"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", launcher], stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    assert parent.stdout.readline().strip() == "ready"
+    parent.kill()
+    parent.wait()
+    # Dead at once when it asked; the other is given a second to show it lives on.
+    deadline = time.monotonic() + (10 if asks else 1)
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert alive(pid) != asks
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
