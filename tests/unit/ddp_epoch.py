@@ -4,6 +4,7 @@ average of the weights kept, every batch's loss and hits recorded on its rank; r
 writes what train_epoch returned, what all ranks recorded and each rank's digest of its
 final weights and their average to the JSON file named in argv[1]."""
 
+import ctypes
 import hashlib
 import json
 import sys
@@ -24,6 +25,10 @@ from cnnpipe.losses import hard_labels
 
 device = torch.device("cpu")
 rank, world = distributed.setup(device)
+# Whether setup asked Linux to end this worker with its launcher (PR_GET_PDEATHSIG).
+death_signal = ctypes.c_int(0)
+if sys.platform.startswith("linux"):
+    ctypes.CDLL(None).prctl(2, ctypes.byref(death_signal), 0, 0, 0)
 images, labels, classes = read_source(DataConfig(image_size=16))
 images, labels = images[:600], labels[:600]
 mean, std = channel_stats(images)
@@ -81,6 +86,7 @@ if rank == 0:
         "warnings": [str(w.message) for w in caught],
         "weights": digests,
         "steps": engine.schedule.last_epoch,
+        "death_signal": death_signal.value,
     }
     with open(sys.argv[1], "w") as f:
         json.dump(result, f)

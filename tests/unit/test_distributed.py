@@ -26,6 +26,8 @@ def test_epoch_figures_cover_every_ranks_batches_and_no_stride_warning(tmp_path)
     # Ten batches a rank, two to a step: five steps, after which the ranks agree.
     assert logged["steps"] == 5
     assert len(set(logged["weights"])) == 1
+    # A worker ends with its launcher, even one killed outright (see below).
+    assert logged["death_signal"] == (9 if sys.platform.startswith("linux") else 0)
 
 
 def alive(pid: int) -> bool:
