@@ -89,7 +89,7 @@ def cmd_preprocess(args) -> None:
     pixels = network_input(args.image, metadata)
     with atomic_path(out) as tmp:
         Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(tmp, "PNG")
-    side = metadata.resize_size or metadata.image_size
+    side = metadata.resize_size  # Metadata fills it in from image_size when not recorded
     print(
         f"{out}: {pixels.shape[1]}x{pixels.shape[0]}, {pixels.shape[2]} channel(s): "
         f"{metadata.resize} to {side}x{side}, then the centre "
@@ -233,6 +233,15 @@ def cmd_netron(args) -> None:
     os._exit(0)
 
 
+def _model_file_argument(parser) -> None:
+    """--model for the commands that open any exported model file (model_files.open_model)."""
+    parser.add_argument(
+        "--model",
+        default=paths.ONNX,
+        help="a .onnx, TorchScript .pt or checkpoint .pth file (default: %(default)s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnpipe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -249,22 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="classify an image or a folder of images")
     predict.add_argument("target", help="an image file, or a folder (gives one CSV row per file)")
-    predict.add_argument(
-        "--model",
-        default=paths.ONNX,
-        help="a .onnx, TorchScript .pt or checkpoint .pth file (default: %(default)s)",
-    )
+    _model_file_argument(predict)
     predict.add_argument("--topk", type=int, default=3, help="classes to show (default: 3)")
     predict.add_argument("--csv", help="for a folder: write the CSV here instead of stdout")
     predict.set_defaults(run=cmd_predict)
 
     pre = sub.add_parser("preprocess", help="write the image a model receives for a picture")
     pre.add_argument("image", help="an image file")
-    pre.add_argument(
-        "--model",
-        default=paths.ONNX,
-        help="a .onnx, TorchScript .pt or checkpoint .pth file (default: %(default)s)",
-    )
+    _model_file_argument(pre)
     pre.add_argument("--out", required=True, help="the PNG to write")
     pre.set_defaults(run=cmd_preprocess)
 
