@@ -157,14 +157,20 @@ def centre(images: torch.Tensor, size: int | None) -> torch.Tensor:
 
 
 @dataclass
-class Erasing:
-    """Each image's rectangle to erase (top, left, height, width) and whether it is."""
+class Box:
+    """Each image's rectangle: top, left, height, width (long tensors (N,))."""
 
-    apply: torch.Tensor
     top: torch.Tensor
     left: torch.Tensor
     height: torch.Tensor
     width: torch.Tensor
+
+
+@dataclass
+class Erasing(Box):
+    """Each image's rectangle to erase, and whether it is erased."""
+
+    apply: torch.Tensor
 
 
 def draw_erasing(shape, p: float, generator: torch.Generator) -> Erasing:
@@ -185,7 +191,7 @@ def draw_erasing(shape, p: float, generator: torch.Generator) -> Erasing:
     h, w = h[rows, first], w[rows, first]
     top = (torch.rand(n, generator=generator) * (height - h + 1)).long()
     left = (torch.rand(n, generator=generator) * (width - w + 1)).long()
-    return Erasing(apply & fits.any(dim=1), top, left, h, w)
+    return Erasing(top, left, h, w, apply=apply & fits.any(dim=1))
 
 
 def erase(images: torch.Tensor, box: Erasing) -> torch.Tensor:
@@ -245,16 +251,6 @@ def apply_mix(images: torch.Tensor, targets: torch.Tensor, mixing: Mixing):
         x1, y1, x2, y2 = mixing.box
         images[..., y1:y2, x1:x2] = images[..., y1:y2, x1:x2].roll(1, 0)
     return images, targets.roll(1, 0).mul_(1.0 - lam).add_(targets.mul(lam))
-
-
-@dataclass
-class Box:
-    """Each image's rectangle: top, left, height, width (long tensors (N,))."""
-
-    top: torch.Tensor
-    left: torch.Tensor
-    height: torch.Tensor
-    width: torch.Tensor
 
 
 def draw_resized_crop(shape, min_scale: float, max_ratio: float, generator) -> Box:
