@@ -12,11 +12,11 @@ import warnings
 
 import torch
 import torch.distributed as dist
+from augmentations import every_augmentation
 
 from cnnpipe import distributed
 from cnnpipe.checkpoint import ModelSpec
 from cnnpipe.config import DataConfig, parse_params
-from cnnpipe.data.augment import Augment
 from cnnpipe.data.batches import DeviceData, channel_stats
 from cnnpipe.data.sources import read_source
 from cnnpipe.device import seed_everything
@@ -32,17 +32,7 @@ if sys.platform.startswith("linux"):
 images, labels, classes = read_source(DataConfig(image_size=16))
 images, labels = images[:600], labels[:600]
 mean, std = channel_stats(images)
-augment = Augment(
-    hflip=True,
-    size=16,
-    source_size=16,
-    erasing=0.25,
-    mixup_alpha=0.2,
-    cutmix_alpha=1.0,
-    num_classes=10,
-    resized_crop=(0.5, 4 / 3),
-    colour=(0.4, 0.1),
-)
+augment = every_augmentation(16, 10)
 data = DeviceData(images, labels, mean, std, device, augment)
 params = parse_params(
     {

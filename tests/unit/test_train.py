@@ -4,11 +4,11 @@ import re
 import numpy as np
 import pytest
 import torch
+from augmentations import every_augmentation
 
 from cnnpipe import models
 from cnnpipe.checkpoint import ModelSpec, load_model, save_spec, save_weights
 from cnnpipe.config import DataConfig, TrainConfig, parse_params
-from cnnpipe.data.augment import Augment
 from cnnpipe.data.batches import DeviceData, HostData, channel_stats
 from cnnpipe.data.sources import read_source
 from cnnpipe.data.split import stratified_split
@@ -163,18 +163,7 @@ def smaller(digits, count=384):
 def augmented(digits):
     """The digits fixture with every augmentation of the photo recipe and colour jitter."""
     spec, train_data, val = digits
-    augment = Augment(
-        crop_padding=0,
-        hflip=True,
-        size=16,
-        source_size=16,
-        erasing=0.25,
-        mixup_alpha=0.2,
-        cutmix_alpha=1.0,
-        num_classes=10,
-        resized_crop=(0.5, 4 / 3),
-        colour=(0.4, 0.1),
-    )
+    augment = every_augmentation(16, 10)
     images = train_data.images.permute(0, 2, 3, 1).numpy()
     labels = train_data.labels.numpy()
     return spec, DeviceData(images, labels, spec.mean, spec.std, "cpu", augment), val
