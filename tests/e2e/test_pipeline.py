@@ -6,6 +6,7 @@ import io
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,22 @@ def start_netron(repo, model_file: str, port: int) -> subprocess.Popen:
     )
 
 
+def settled_nodes(page, timeout: float = 20) -> list[tuple[float, str]]:
+    """(y, text) of every node Netron draws, top to bottom, once two reads half a second
+    apart agree: the nodes appear before the layout has placed them all (one run read a
+    constant's node above the graph's first operation)."""
+    deadline, before = time.monotonic() + timeout, None
+    while True:
+        drawn = sorted(
+            (n.bounding_box()["y"], n.text_content())
+            for n in page.locator("#canvas g.node[id^='node-']").all()
+        )
+        if drawn == before or time.monotonic() > deadline:
+            return drawn
+        before = drawn
+        page.wait_for_timeout(500)
+
+
 @pytest.mark.parametrize("name", ["model.onnx", "model.pt"])
 def test_netron_shows_the_exported_graph(repo, browser, screenshots, name):
     port = free_port()
@@ -185,10 +202,7 @@ def test_netron_shows_the_exported_graph(repo, browser, screenshots, name):
         assert page.locator("#canvas g.node").count() >= 8  # the layers, connected
         # Top to bottom, the graph opens with the preprocessing (layout, cast, scale,
         # normalise) and closes with the softmax.
-        drawn = sorted(
-            (n.bounding_box()["y"], n.text_content())
-            for n in page.locator("#canvas g.node[id^='node-']").all()
-        )
+        drawn = settled_nodes(page)
         ops = PREPROCESSING_OPS[name]
         assert [text[: len(op)] for (_, text), op in zip(drawn[:5], ops, strict=True)] == ops
         assert drawn[-1][1].lower().startswith("softmax"), drawn[-3:]
