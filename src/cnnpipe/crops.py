@@ -1,6 +1,6 @@
 """Where a network's input lies in a picture prepared larger than it (`data.resize_size`):
-its centre, placed as torchvision's CenterCrop places it. NumPy only, so that the stages
-that slice prepared arrays need neither Pillow nor PyTorch for it.
+its centre, placed as torchvision's CenterCrop places it. Slicing only, so that the
+stages that cut prepared arrays need neither Pillow nor PyTorch for it.
 """
 
 import numpy as np
@@ -17,3 +17,13 @@ def centre_crop(pixels: np.ndarray, size: int) -> np.ndarray:
     height, width = pixels.shape[-3:-1]
     top, left = centre_offset(height, size), centre_offset(width, size)
     return pixels[..., top : top + size, left : left + size, :]
+
+
+def centre_chw(images, size: int | None):
+    """The centre size x size of channel-first images (..., C, H, W), a NumPy array or a
+    torch tensor: a batch cut as `centre_crop` cuts a picture."""
+    height, width = images.shape[-2:]
+    if size is None or (height, width) == (size, size):
+        return images
+    top, left = centre_offset(height, size), centre_offset(width, size)
+    return images[..., top : top + size, left : left + size]

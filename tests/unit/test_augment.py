@@ -10,16 +10,10 @@ import torch
 from torchvision.transforms import v2
 
 from cnnpipe.config import TrainConfig
-from cnnpipe.data.augment import (
-    Augment,
-    apply_mix,
-    draw_erasing,
-    draw_mix,
-    draw_resized_crop,
-    erase,
-    resample,
-)
+from cnnpipe.data.augment import Augment
 from cnnpipe.data.batches import DeviceData
+from cnnpipe.data.geometry import draw_resized_crop, resample
+from cnnpipe.data.mixing import apply_mix, draw_erasing, draw_mix, erase
 from cnnpipe.losses import make_loss
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cnnpipe.data.augment import centre
+from cnnpipe.crops import centre_chw
 from cnnpipe.pixels import Normalize
 
 
@@ -66,7 +66,7 @@ def network_batch(images, labels, normalize, size, augment=None, generator=None)
     become class probabilities)."""
     if augment:
         images = augment(images, generator)
-    images = normalize.batch(centre(images, size))
+    images = normalize.batch(centre_chw(images, size))
     if augment:
         images, labels = augment.mix(images, labels, generator)
     return images, labels
