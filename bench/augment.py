@@ -4,9 +4,12 @@ of a ResNet-18 training step that the batched augmentation takes.
 
 Both pipelines do the same work on uint8 photos prepared at 256 px: RandomResizedCrop to
 224 (bilinear; torchvision's without antialiasing, as cnnpipe's), a horizontal flip,
-normalisation, random erasing (p 0.1) and MixUp/CutMix for the batch.
+TrivialAugmentWide (`--policy`), normalisation, random erasing (p 0.1) and MixUp/CutMix
+for the batch: torchvision's classification reference with `--auto-augment ta_wide
+--random-erase 0.1 --mixup-alpha 0.2 --cutmix-alpha 1.0`.
 
     python bench/augment.py                      # the CPU, 64 x 3 x 224 x 224 batches
+    python bench/augment.py --policy none        # without the automatic policy
     python bench/augment.py --device cuda --batches 50
 """
 
@@ -24,6 +27,11 @@ from cnnpipe.data.batches import network_batch
 from cnnpipe.pixels import Normalize
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+TORCHVISION_POLICIES = {
+    "trivial_augment": v2.TrivialAugmentWide,
+    "rand_augment": v2.RandAugment,
+    "auto_augment": v2.AutoAugment,
+}
 
 
 def photos(count: int, side: int = 256) -> torch.Tensor:
@@ -43,12 +51,14 @@ def photos(count: int, side: int = 256) -> torch.Tensor:
 class PerImage(Dataset):
     """The references' way: each worker transforms one image at a time."""
 
-    def __init__(self, images, labels):
+    def __init__(self, images, labels, policy: str):
         self.images, self.labels = images, labels
+        automatic = [TORCHVISION_POLICIES[policy]()] if policy != "none" else []
         self.transform = v2.Compose(
             [
                 v2.RandomResizedCrop(224, antialias=False),
                 v2.RandomHorizontalFlip(),
+                *automatic,
                 v2.ToDtype(torch.float32, scale=True),
                 v2.Normalize(MEAN, STD),
                 v2.RandomErasing(0.1),
@@ -62,7 +72,7 @@ class PerImage(Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
-def reference_rate(images, labels, batch, batches, workers) -> float:
+def reference_rate(images, labels, batch, batches, workers, policy) -> float:
     mix = v2.RandomChoice(
         [v2.MixUp(alpha=0.2, num_classes=10), v2.CutMix(alpha=1.0, num_classes=10)]
     )
@@ -71,7 +81,7 @@ def reference_rate(images, labels, batch, batches, workers) -> float:
         return mix(*torch.utils.data.default_collate(items))
 
     loader = DataLoader(
-        PerImage(images, labels),
+        PerImage(images, labels, policy),
         batch_size=batch,
         shuffle=True,
         num_workers=workers,
@@ -89,7 +99,7 @@ def reference_rate(images, labels, batch, batches, workers) -> float:
     return batch * (seen - 1) / (time.perf_counter() - start)
 
 
-def batched_rate(images, labels, batch, batches, device) -> tuple[float, float]:
+def batched_rate(images, labels, batch, batches, device, policy) -> tuple[float, float]:
     augment = Augment(
         hflip=True,
         size=224,
@@ -99,6 +109,7 @@ def batched_rate(images, labels, batch, batches, device) -> tuple[float, float]:
         cutmix_alpha=1.0,
         num_classes=10,
         resized_crop=(0.08, 4 / 3),
+        policy=(policy, 9) if policy != "none" else None,
     )
     normalize = Normalize(MEAN, STD).to(device)
     images, labels = images.to(device), labels.to(device)
@@ -143,12 +154,15 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2, help="the reference's DataLoader workers")
+    parser.add_argument(
+        "--policy", default="trivial_augment", choices=["none", *TORCHVISION_POLICIES]
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     images = photos(256)
     labels = torch.arange(256) % 10
-    batched, augment_s = batched_rate(images, labels, args.batch, args.batches, device)
-    reference = reference_rate(images, labels, args.batch, args.batches, args.workers)
+    batched, augment_s = batched_rate(images, labels, args.batch, args.batches, device, args.policy)
+    reference = reference_rate(images, labels, args.batch, args.batches, args.workers, args.policy)
     step = step_seconds(args.batch, device)
     print(
         json.dumps(
@@ -156,6 +170,7 @@ def main():
                 "device": str(device),
                 "threads": torch.get_num_threads(),
                 "batch": args.batch,
+                "policy": args.policy,
                 "batched_images_per_s": round(batched),
                 "per_image_workers": args.workers,
                 "per_image_images_per_s": round(reference),

@@ -22,6 +22,21 @@ def mlflow_runs(repo):
     return client, client.search_runs([experiment.experiment_id])
 
 
+# Every training option of the photo recipes: a moving average, accumulation, clipping and
+# every augmentation.
+EVERY_OPTION = {"train__ema_decay": 0.9, "train__grad_accum_steps": 2, "train__clip_grad_norm": 1}
+EVERY_OPTION |= {
+    "augment__hflip": True,
+    "augment__random_resized_crop": True,
+    "augment__policy": "trivial_augment",
+    "augment__color_jitter": 0.3,
+    "augment__hue": 0.05,
+    "augment__random_erasing": 0.25,
+    "augment__mixup_alpha": 0.2,
+    "augment__cutmix_alpha": 1.0,
+}
+
+
 def test_killed_training_resumes_to_the_same_result_in_one_mlflow_run(tmp_path):
     """Training with every augmentation, a moving average, accumulation and clipping,
     killed outright mid-run: the next `dvc repro` continues from the resume file and ends
@@ -30,17 +45,7 @@ def test_killed_training_resumes_to_the_same_result_in_one_mlflow_run(tmp_path):
     # MobileNetV3 has BatchNorm and dropout, so the resumed RNG state matters.
     settings = {"model": "mobilenet_v3_small", "epochs": 4, "lr": 0.01, "optimizer": "adam"}
     # Fewer and smaller images per epoch: the same code paths, faster.
-    settings |= {"split__fraction": 0.4, "data__image_size": 16}
-    settings |= {"train__ema_decay": 0.9, "train__grad_accum_steps": 2, "train__clip_grad_norm": 1}
-    settings |= {
-        "augment__hflip": True,
-        "augment__random_resized_crop": True,
-        "augment__color_jitter": 0.3,
-        "augment__hue": 0.05,
-        "augment__random_erasing": 0.25,
-        "augment__mixup_alpha": 0.2,
-        "augment__cutmix_alpha": 1.0,
-    }
+    settings |= {"split__fraction": 0.4, "data__image_size": 16} | EVERY_OPTION
     killed = make_clone(tmp_path / "killed")
     set_params(killed, **settings)
     run(["dvc", "repro", "split"], killed)
@@ -89,8 +94,11 @@ def test_killed_training_resumes_to_the_same_result_in_one_mlflow_run(tmp_path):
 def test_torchrun_trains_with_ddp_on_two_gloo_processes(tmp_path):
     repo = make_clone(tmp_path / "repo")
     # The documented switch makes `dvc repro` itself train on two processes (torchrun).
-    # Half the images at 16 px: the same code paths, faster.
-    set_params(repo, epochs=3, train__nproc=2, split__fraction=0.5, data__image_size=16)
+    # Half the images at 16 px: the same code paths, faster. Every option on, so that each
+    # is seen to work under DDP (the resume test above kills and resumes them).
+    set_params(
+        repo, epochs=3, train__nproc=2, split__fraction=0.5, data__image_size=16, **EVERY_OPTION
+    )
     result = run(["dvc", "repro", "train"], repo)
     assert "starting 2 training processes" in result.stdout
     digests = dict(re.findall(r"rank (\d)/2: final weights ([0-9a-f]{16})", result.stdout))

@@ -5,8 +5,8 @@ from cnnpipe.data.augment import Augment
 
 
 def every_augmentation(size: int, num_classes: int) -> Augment:
-    """Resized crops, flips, colour jitter with hue, random erasing, MixUp and CutMix,
-    for images prepared at `size`."""
+    """Resized crops, flips, TrivialAugment, colour jitter with hue, random erasing, MixUp
+    and CutMix, for images prepared at `size`."""
     return Augment(
         hflip=True,
         size=size,
@@ -17,4 +17,5 @@ def every_augmentation(size: int, num_classes: int) -> Augment:
         num_classes=num_classes,
         resized_crop=(0.5, 4 / 3),
         colour=(0.4, 0.1),
+        policy=("trivial_augment", 9),
     )

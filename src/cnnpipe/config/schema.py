@@ -52,6 +52,8 @@ class AugmentConfig:
     crop_ratio: float = field(default=4 / 3, metadata=_bound(lo=1))
     color_jitter: float = field(default=0.0, metadata=_bound(lo=0))
     hue: float = field(default=0.0, metadata=_bound(lo=0, hi=0.5))
+    policy: Literal["none", "trivial_augment", "rand_augment", "auto_augment"] = "none"
+    policy_magnitude: int = field(default=9, metadata=_bound(lo=0, hi=30))
     random_erasing: float = field(default=0.0, metadata=_bound(lo=0, hi=1))
     mixup_alpha: float = field(default=0.0, metadata=_bound(lo=0))
     cutmix_alpha: float = field(default=0.0, metadata=_bound(lo=0))

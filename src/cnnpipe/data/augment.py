@@ -10,12 +10,14 @@ import torch.nn.functional as F
 from cnnpipe.data.colour import draw_jitter, jitter
 from cnnpipe.data.geometry import draw_flips, draw_resized_crop, padded_crops, resample
 from cnnpipe.data.mixing import apply_mix, draw_erasing, draw_mix, erase
+from cnnpipe.data.policy import apply_policy, draw_policy
 
 
 class Augment:
     """A training batch's augmentation, drawn for a whole uint8 batch (B, C, H, W) at once
     on its device. Before normalisation (`__call__`): crops of `size` pixels, padded or
-    resized (RandomResizedCrop), random horizontal flips, colour jitter (colour.py).
+    resized (RandomResizedCrop), random horizontal flips, an automatic policy
+    (policy.py: TrivialAugment, RandAugment, AutoAugment), colour jitter (colour.py).
     After it (`mix`): random erasing, then MixUp or CutMix (mixing.py).
 
     A padded crop may start anywhere in the image (prepared larger than `size`:
@@ -34,9 +36,11 @@ class Augment:
         num_classes: int | None = None,
         resized_crop: tuple[float, float] | None = None,
         colour: tuple[float, float] | None = None,
+        policy: tuple[str, int] | None = None,
     ):
         self.padding, self.hflip = crop_padding, hflip
         self.colour = colour  # (brightness, contrast and saturation strength; hue)
+        self.policy = policy  # (TrivialAugment, RandAugment or AutoAugment; RandAugment's bin)
         self.resized_crop = resized_crop  # (least area share, largest aspect ratio)
         self.size, self.source_size = size, source_size or size
         self.erasing, self.num_classes = erasing, num_classes
@@ -60,6 +64,7 @@ class Augment:
             num_classes=num_classes,
             resized_crop=(cfg.crop_scale, cfg.crop_ratio) if cfg.random_resized_crop else None,
             colour=(cfg.color_jitter, cfg.hue) if cfg.color_jitter or cfg.hue else None,
+            policy=(cfg.policy, cfg.policy_magnitude) if cfg.policy != "none" else None,
         )
 
     @property
@@ -69,7 +74,13 @@ class Augment:
         )
 
     def __bool__(self) -> bool:
-        return bool(self.geometric or self.colour or self.erasing or any(self.alphas.values()))
+        return bool(
+            self.geometric
+            or self.colour
+            or self.policy
+            or self.erasing
+            or any(self.alphas.values())
+        )
 
     def mix(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator):
         """(images, targets) of a normalised batch: random erasing (to 0, the mean colour,
@@ -86,14 +97,22 @@ class Augment:
         return apply_mix(images, F.one_hot(labels, self.num_classes).float(), mixing)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The batch's geometric augmentation, then its colour jitter: uint8 in; uint8 out
-        for crops and flips alone, else float pixel values (0..255)."""
+        """The batch's geometric augmentation, its policy, then its colour jitter: uint8
+        in; uint8 out for crops, flips and policies, float pixel values (0..255) after a
+        resized crop or colour jitter alone."""
         if self.geometric:
             if self.resized_crop:
                 images = self._resized_crops(images, generator)
             else:
                 size = self.size or images.shape[-1]
                 images = padded_crops(images, size, self.padding, self.hflip, generator)
+        if self.policy:
+            if images.is_floating_point():  # a resized crop: uint8, as torchvision's gives
+                images = images.round().to(torch.uint8)
+            name, magnitude = self.policy
+            n, _, height, width = images.shape
+            steps = draw_policy(name, n, height, width, magnitude, generator)
+            images = apply_policy(images, steps)
         if self.colour:
             strength, hue = self.colour
             drawn = draw_jitter(len(images), strength, hue, generator)

@@ -1,0 +1,165 @@
+"""The ops of the automatic augmentation policies (policy.py) for a group of images at
+once: uint8 pixels (n, C, H, W) and each image's magnitude (n,) in, uint8 out, as
+torchvision.transforms.v2's kernels compute them on uint8 images: the geometric ops
+exactly (nearest neighbour, black outside), the colour ops truncated back to uint8.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from cnnpipe.data import colour
+
+
+def affine(images: torch.Tensor, rotate=None, shear=(None, None), shift=(None, None), corner=False):
+    """torchvision's affine (nearest neighbour, black outside) with each image's own
+    rotation (degrees, anticlockwise), shear angles (degrees) and whole-pixel shift, about
+    the image's centre or (`corner`) its top left corner."""
+    n, _, height, width = images.shape
+    zero = torch.zeros(n, dtype=torch.float64)
+
+    def given(value):
+        return zero if value is None else value.cpu().double()
+
+    rot = torch.deg2rad(given(rotate))
+    sx, sy = torch.deg2rad(given(shear[0])), torch.deg2rad(given(shear[1]))
+    tx, ty = given(shift[0]), given(shift[1])
+    cx, cy = (-width * 0.5, -height * 0.5) if corner else (0.0, 0.0)
+    # The rotation-shear matrix [[a, b], [c, d]] has determinant 1: its inverse is
+    # [[d, -b], [-c, a]]; the output pixel (x, y) then reads the input at that inverse of
+    # (x, y) moved by the centre and the shift.
+    a = torch.cos(rot - sy) / torch.cos(sy)
+    b = -(a * torch.tan(sx) + torch.sin(rot))
+    c = torch.sin(rot - sy) / torch.cos(sy)
+    d = torch.cos(rot) - c * torch.tan(sx)
+    moved_x, moved_y = cx + tx, cy + ty
+    theta = torch.stack(
+        [
+            torch.stack([d, -b, 0.0 + (cx - d * moved_x - (-b) * moved_y)], dim=1),
+            torch.stack([-c, a, 0.0 + (cy - (-c) * moved_x - a * moved_y)], dim=1),
+        ],
+        dim=1,
+    ).to(images.device, torch.float32)
+    # Pixel centres relative to the image's centre, mapped by theta and scaled to
+    # grid_sample's -1..1 (align_corners=False), in float32 as torchvision computes them.
+    device = images.device
+    xs = torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, width, device=device)
+    ys = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, height, device=device)
+    base = torch.stack(
+        [xs.expand(height, width), ys[:, None].expand(height, width), torch.ones(height, width)],
+        dim=-1,
+    ).reshape(1, height * width, 3)
+    scale = torch.tensor([0.5 * width, 0.5 * height], device=device)
+    grid = base.expand(n, -1, -1).bmm(theta.transpose(1, 2) / scale).reshape(n, height, width, 2)
+    moved = F.grid_sample(
+        images.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False
+    )
+    return moved.round().to(torch.uint8)
+
+
+def _shear(axis: int):
+    def op(images, m):
+        angles = [None, None]
+        angles[axis] = torch.rad2deg(torch.atan(m.double()))
+        return affine(images, shear=tuple(angles), corner=True)
+
+    return op
+
+
+def _translate(axis: int):
+    def op(images, m):
+        pixels = [None, None]
+        pixels[axis] = m.double().trunc()  # int(magnitude): whole pixels
+        return affine(images, shift=tuple(pixels))
+
+    return op
+
+
+def rotate(images, degrees):
+    # rotate() turns anticlockwise, the affine matrix clockwise; angles taken mod 360.
+    return affine(images, rotate=-(degrees.double() % 360))
+
+
+def _to_uint8(blend):
+    """A colour op of colour.py (floats 0..255, clamped) on uint8 pixels, truncated back as
+    torchvision's uint8 kernels truncate."""
+
+    def op(images, m):
+        return blend(images.float(), 1.0 + m.float()).to(torch.uint8)
+
+    return op
+
+
+def sharpness(images, m):
+    """Each image blended with its 3x3 smoothed copy (weights 1, centre 5, over 13),
+    rounded; the border pixels stay."""
+    n, channels, height, width = images.shape
+    if height <= 2 or width <= 2:
+        return images
+    kernel = torch.full((3, 3), 1.0 / 13.0, device=images.device)
+    kernel[1, 1] = 5.0 / 13.0
+    out = images.float()
+    smooth = F.conv2d(out, kernel.expand(channels, 1, 3, 3), groups=channels).round_()
+    inner = out[..., 1:-1, 1:-1]
+    inner += (smooth - inner) * (-m.float()).view(-1, 1, 1, 1)  # 1 - factor = -m
+    return out.clamp_(0, 255).to(torch.uint8)
+
+
+def posterize(images, bits):
+    keep = (255 << (8 - bits.long())) & 255  # the top `bits` bits of each pixel
+    return images & keep.to(torch.uint8).view(-1, 1, 1, 1)
+
+
+def solarize(images, share):
+    # The threshold in float32, as a uint8 image compares with torchvision's float: at a
+    # share of 0.2, 51.0000008 in float64, 51 in float32.
+    threshold = (255.0 * share.double()).float().view(-1, 1, 1, 1)
+    return torch.where(images >= threshold, 255 - images, images)
+
+
+def autocontrast(images, _=None):
+    """Each channel stretched to 0..255 (a flat channel stays)."""
+    pixels = images.float()
+    low = pixels.amin(dim=(2, 3), keepdim=True)
+    high = pixels.amax(dim=(2, 3), keepdim=True)
+    flat = high == low
+    step = torch.where(flat, 1.0, (high - low) * (1.0 / 255.0))
+    low = torch.where(flat, 0.0, low)
+    return ((pixels - low) / step).clamp_(0, 255).to(torch.uint8)
+
+
+def equalize(images, _=None):
+    """Each channel's histogram equalised as PIL's ImageOps.equalize does it: with `step`
+    the pixels outside the brightest occupied level over 255, level v becomes
+    (step // 2 + the pixels below v) // step; a channel with step 0 stays."""
+    n, channels, height, width = images.shape
+    levels = images.reshape(n * channels, height * width).long()
+    counts = torch.zeros(n * channels, 256, dtype=torch.long, device=images.device)
+    counts.scatter_add_(1, levels, torch.ones_like(levels))
+    brightest = 255 - counts.flip(1).ne(0).long().argmax(dim=1, keepdim=True)
+    step = (height * width - counts.gather(1, brightest)) // 255
+    below = counts.cumsum(dim=1) - counts
+    table = ((below + step // 2) // step.clamp(min=1)).clamp_(max=255)
+    table = torch.where(step > 0, table, torch.arange(256, device=images.device))
+    return table.gather(1, levels).to(torch.uint8).reshape(images.shape)
+
+
+def invert(images, _=None):
+    return 255 - images
+
+
+OPERATIONS = {
+    "ShearX": _shear(0),
+    "ShearY": _shear(1),
+    "TranslateX": _translate(0),
+    "TranslateY": _translate(1),
+    "Rotate": rotate,
+    "Brightness": _to_uint8(colour.brightness),
+    "Color": _to_uint8(colour.saturation),
+    "Contrast": _to_uint8(colour.contrast),
+    "Sharpness": sharpness,
+    "Posterize": posterize,
+    "Solarize": solarize,
+    "AutoContrast": autocontrast,
+    "Equalize": equalize,
+    "Invert": invert,
+}
