@@ -60,7 +60,8 @@ def grey(images: torch.Tensor) -> torch.Tensor:
 
 
 def brightness(images, factor):
-    return _blend(images, torch.zeros_like(images), factor)
+    # A blend with black: the same bits as _blend with zeros, without a batch of them.
+    return (images * _per_image(factor)).clamp_(0, TOP)
 
 
 def contrast(images, factor):

@@ -14,7 +14,7 @@ def affine(images: torch.Tensor, rotate=None, shear=(None, None), shift=(None, N
     """torchvision's affine (nearest neighbour, black outside) with each image's own
     rotation (degrees, anticlockwise), shear angles (degrees) and whole-pixel shift, about
     the image's centre or (`corner`) its top left corner."""
-    n, _, height, width = images.shape
+    n, channels, height, width = images.shape
     zero = torch.zeros(n, dtype=torch.float64)
 
     def given(value):
@@ -44,16 +44,20 @@ def affine(images: torch.Tensor, rotate=None, shear=(None, None), shift=(None, N
     device = images.device
     xs = torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, width, device=device)
     ys = torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, height, device=device)
-    base = torch.stack(
-        [xs.expand(height, width), ys[:, None].expand(height, width), torch.ones(height, width)],
-        dim=-1,
-    ).reshape(1, height * width, 3)
+    ones = torch.ones(height, width, device=device)
+    base = torch.stack([xs.expand(height, width), ys[:, None].expand(height, width), ones], -1)
+    base = base.reshape(1, height * width, 3)
     scale = torch.tensor([0.5 * width, 0.5 * height], device=device)
-    grid = base.expand(n, -1, -1).bmm(theta.transpose(1, 2) / scale).reshape(n, height, width, 2)
-    moved = F.grid_sample(
-        images.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False
-    )
-    return moved.round().to(torch.uint8)
+    grid = base.expand(n, -1, -1).bmm(theta.transpose(1, 2) / scale)
+    # Nearest neighbour as grid_sample's CPU kernel finds it (align_corners=False: the
+    # same float32 steps, rounded half to even), read from the uint8 pixels directly.
+    x = ((grid[..., 0] + 1) * (width / 2) - 0.5).round()
+    y = ((grid[..., 1] + 1) * (height / 2) - 0.5).round()
+    inside = (x > -1) & (x < width) & (y > -1) & (y < height)
+    source = (y.clamp(0, height - 1) * width + x.clamp(0, width - 1)).long()
+    flat = images.reshape(n, channels, height * width)
+    picked = flat.gather(2, source[:, None, :].expand(-1, channels, -1))
+    return (picked * inside[:, None, :]).reshape(images.shape)
 
 
 def _shear(axis: int):
