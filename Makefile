@@ -3,6 +3,7 @@
 # make lock   - resolve pyproject.toml's ranges afresh into requirements.lock and requirements-dev.lock
 # make ui     - MLflow UI on http://127.0.0.1:5000
 # make netron - the exported model in Netron on http://127.0.0.1:8080
+# make server - a team's MLflow server (PostgreSQL + S3) from the environment, on port 5000
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # Stage commands say `python`; this makes it the venv's python.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test lint lock browser ui netron clean
+.PHONY: install repro test lint lock system ui netron server clean
 
 install: $(STAMP)
 
@@ -59,18 +60,24 @@ lint: $(DEV_STAMP)
 	ruff check .
 	ruff format --check .
 
-# Browser tests (Netron) need Chromium; CI installs Debian's, elsewhere they skip without it.
-browser:
-	@if [ -n "$$CI" ] && ! command -v chromium >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+# The browser tests (Netron, the MLflow UI) need Chromium and the team-server tests
+# PostgreSQL: under CI this installs Debian's packages when they are missing; elsewhere
+# those tests skip without them.
+POSTGRES = ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null
+system:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="chromium"; \
+	$(POSTGRES) || missing="$$missing postgresql"; \
+	if [ -n "$$CI" ] && [ -n "$$missing" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-# Chromium's apt-get runs while pip installs (-j2). Then two workers, sharing one trained
-# pipeline (tests/conftest.py); tests are handed out one by one in the order conftest.py
+# The system packages' apt-get runs while pip installs (-j2). Then two workers, sharing one
+# trained pipeline (tests/conftest.py); tests are handed out one by one in the order conftest.py
 # gives them (longest first; a module marked as one xdist_group goes whole to one worker).
 # The slowest tests are listed last.
 test:
-	$(MAKE) -j2 lint browser
+	$(MAKE) -j2 lint system
 	pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=25
 
 ui: $(STAMP)
@@ -78,6 +85,12 @@ ui: $(STAMP)
 
 netron: $(STAMP)
 	cnnpipe netron models/model.onnx
+
+# A team's tracking server from the environment: MLFLOW_BACKEND_STORE_URI (PostgreSQL),
+# MLFLOW_ARTIFACTS_DESTINATION (s3://bucket/prefix), the S3 credentials, and
+# MLFLOW_S3_ENDPOINT_URL for an S3 that is not AWS's (README: Working as a team).
+server: $(STAMP)
+	cnnpipe server
 
 clean:
 	rm -rf data models mlflow.db* mlartifacts mlruns

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-# The clone helpers live apart from the fixtures so the benchmarks can use them too.
+# The real servers' helpers and the clone helpers live apart from the fixtures so the
+# benchmarks can use them too.
+from servers import free_port, postgres_bin, postgresql, s3_endpoint  # noqa: F401
 from workspace import (  # noqa: F401
     REPO,
     as_in_a_terminal,
@@ -94,6 +96,24 @@ def browser():
         chromium.close()
 
 
+@pytest.fixture
+def postgres():
+    """A PostgreSQL server of this test's own, with an empty database `mlflow`."""
+    if postgres_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but PostgreSQL is missing; `make test` installs it under CI")
+        pytest.skip("no PostgreSQL (apt-get install postgresql) for the team-server tests")
+    with postgresql() as server:
+        yield server
+
+
+@pytest.fixture
+def s3() -> str:
+    """An S3 endpoint of this test's own (moto's server) with an empty bucket `team`."""
+    with s3_endpoint("team") as url:
+        yield url
+
+
 def offline_env() -> dict[str, str]:
     """Variables that send every download to a loopback port nobody listens on: a machine
     without internet, for one child process. (In this process they would stick in
@@ -101,14 +121,6 @@ def offline_env() -> dict[str, str]:
     closed = f"http://127.0.0.1:{free_port()}"
     env = {name: closed for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}
     return {**env, "no_proxy": "", "NO_PROXY": ""}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # Digits 0..9 as class folders whose names have spaces and non-ASCII characters.

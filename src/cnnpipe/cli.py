@@ -6,6 +6,7 @@ cnnpipe recipe NAME   one `dvc exp run` with recipes/NAME.yaml's params (and mor
 cnnpipe study NAME    run studies/NAME.yaml as DVC experiments, report in reports/NAME/
 cnnpipe tune NAME     search studies/NAME.yaml's ranges with Optuna, trials as experiments
 cnnpipe ui            the MLflow UI over this project's runs, on 127.0.0.1
+cnnpipe server        a team's tracking server: MLflow on PostgreSQL, artifacts in S3
 cnnpipe netron [FILE] a model's graph in Netron, on 127.0.0.1 (no browser is opened)
 """
 
@@ -162,6 +163,7 @@ def cmd_tune(args) -> None:
 
 
 def cmd_ui(args) -> None:
+    from cnnpipe.server import wait_until_answering
     from cnnpipe.tracking.store import tracking_uri
 
     uri = tracking_uri()
@@ -175,7 +177,7 @@ def cmd_ui(args) -> None:
     try:
         # The address is printed once the server answers (it takes MLflow some seconds to
         # start), so that opening it at once works.
-        _wait_until_answering(url, server, limit=180)
+        wait_until_answering(url, server, limit=180, what="the MLflow UI")
         print(f"MLflow UI for {uri} at {url} (Ctrl-C stops it)", flush=True)
         return server.wait()
     except KeyboardInterrupt:
@@ -186,21 +188,11 @@ def cmd_ui(args) -> None:
             server.wait()
 
 
-def _wait_until_answering(url: str, server: subprocess.Popen, limit: float) -> None:
-    import time
-    import urllib.request
+def cmd_server(args) -> None:
+    from cnnpipe.server import serve
 
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise CnnpipeError(f"the MLflow UI stopped before it answered at {url} (port in use?)")
-        try:
-            with direct.open(f"{url}/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise CnnpipeError(f"the MLflow UI did not answer at {url} within {limit:g} s")
+    stores = (args.backend_store_uri, args.artifacts_destination)
+    return serve(*stores, args.host, args.port, args.workers)
 
 
 def cmd_netron(args) -> None:
@@ -313,6 +305,24 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     ui.add_argument("--port", type=int, default=5000, help="port (default: %(default)s)")
     ui.set_defaults(run=cmd_ui)
+
+    team = sub.add_parser(
+        "server", help="a team's MLflow server: runs in PostgreSQL, artifacts in S3"
+    )
+    team.add_argument(
+        "--backend-store-uri",
+        help="the database, e.g. postgresql://mlflow@db:5432/mlflow (default: "
+        "$MLFLOW_BACKEND_STORE_URI)",
+    )
+    team.add_argument(
+        "--artifacts-destination",
+        help="where artifacts go, e.g. s3://team-bucket/mlflow (default: "
+        "$MLFLOW_ARTIFACTS_DESTINATION); set MLFLOW_S3_ENDPOINT_URL for MinIO, Ceph or moto",
+    )
+    team.add_argument("--host", default="0.0.0.0", help="address to bind (default: %(default)s)")
+    team.add_argument("--port", type=int, default=5000, help="port (default: %(default)s)")
+    team.add_argument("--workers", type=int, default=4, help="server processes (default: 4)")
+    team.set_defaults(run=cmd_server)
 
     net = sub.add_parser("netron", help="serve a model file in Netron")
     net.add_argument("file", nargs="?", default=paths.ONNX, help="default: %(default)s")

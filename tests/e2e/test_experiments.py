@@ -1,5 +1,6 @@
 """DVC experiments and MLflow together: a queued sweep on parallel workers, a failed
-experiment, the model registry, and a team sharing results through a DVC remote."""
+experiment, the model registry, and the queue's logs while an experiment trains (a team
+sharing results: test_team.py)."""
 
 import re
 import subprocess
@@ -105,21 +106,3 @@ def test_queue_logs_show_each_epoch_while_the_experiment_trains(trained_copy):
     run(["dvc", "queue", "kill", "long"], repo)
     status = wait_for_queue(repo)
     assert not re.search(r"\bRunning\b", status), status
-
-
-def test_a_teammate_pulls_results_from_a_dvc_remote_without_retraining(trained_copy, tmp_path):
-    mine = trained_copy
-    run(["dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote")], mine)
-    run(["dvc", "push"], mine)
-    run(["git", "add", "-A"], mine)
-    run(["git", "commit", "-qm", "results and the remote"], mine)
-
-    theirs = tmp_path / "theirs"
-    run(["git", "clone", "-q", str(mine), str(theirs)], tmp_path)
-    assert not (theirs / "models/model.onnx").exists()
-    run(["dvc", "pull"], theirs)
-    for name in ("models/model.onnx", "models/best.pth", "data/prepared/images.npy"):
-        assert (theirs / name).read_bytes() == (mine / name).read_bytes(), name
-    result = run(["dvc", "repro"], theirs)
-    assert "Running stage" not in result.stdout
-    assert "Data and pipelines are up to date" in result.stdout

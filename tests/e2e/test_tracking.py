@@ -1,5 +1,5 @@
-"""MLflow as a team runs it: a real tracking server, its web UI, and what happens when the
-server cannot be reached."""
+"""MLflow as a team runs it: a tracking server on PostgreSQL with its artifacts in S3, its
+web UI, and what happens when the server cannot be reached."""
 
 import json
 import os
@@ -8,11 +8,13 @@ import subprocess
 import time
 import urllib.request
 
+import boto3
 import mlflow
 import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
+from servers import s3_keys, team_server
 
 from cnnpipe.checkpoint import load_model
 from cnnpipe.classifier import shipped
@@ -60,61 +62,27 @@ def test_a_lost_store_gets_a_new_run_and_leaves_train_outputs_alone(trained_copy
     assert "Running stage" not in run(["dvc", "repro"], repo).stdout
 
 
+KEYS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"}
+
+
 @pytest.fixture
-def server(tmp_path):
-    """`mlflow server` on a free loopback port: SQLite backend, artifacts it serves itself."""
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed with the server
-    process = subprocess.Popen(
-        [
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "served-artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=tmp_path,
-        # Without MLflow's job runner: its three processes would only poll beside the tests.
-        env=cli_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # no proxy
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with direct.open(f"{uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            said = (tmp_path / "server.log").read_text()[-3000:]
-            assert process.poll() is None, f"mlflow server exited:\n{said}"
-            assert time.monotonic() < deadline, f"mlflow server silent for 180 s:\n{said}"
-            time.sleep(0.5)
+def server(tmp_path, postgres, s3):
+    """A team's tracking server, `cnnpipe server`: runs in PostgreSQL, artifacts in S3
+    (moto's server), proxied by the server, which alone holds the S3 credentials."""
+    with team_server(postgres.url, "s3://team/mlflow", s3, tmp_path / "server.log") as uri:
         yield uri
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
 
 
 def test_pipeline_logs_to_a_tracking_server_and_its_ui_shows_the_run(
-    tmp_path, server, browser, screenshots
+    tmp_path, server, s3, browser, screenshots, monkeypatch
 ):
     repo = make_clone(tmp_path / "repo")
     set_params(repo, epochs=2, tracking__register=True)
     # Up to export, which logs and registers the models; the inspect stage is not checked.
+    # No S3 credentials here: no keys, no ~/.aws files, for the stages nor for this process.
+    assert not KEYS & set(os.environ)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(name, str(tmp_path / "no-such-file"))
     run(["dvc", "repro", "export"], repo, MLFLOW_TRACKING_URI=server)
     assert not (repo / "mlflow.db").exists()  # everything went to the server
 
@@ -141,6 +109,17 @@ def test_pipeline_logs_to_a_tracking_server_and_its_ui_shows_the_run(
         "model/model_summary.txt",
     } <= artifacts
     assert tracked.info.artifact_uri.startswith("mlflow-artifacts:")  # served, not a local path
+    # The server put them in the bucket.
+    listed = boto3.client("s3", endpoint_url=s3, **s3_keys()).list_objects_v2(
+        Bucket="team", Prefix="mlflow/"
+    )
+    stored = [entry["Key"] for entry in listed["Contents"]]
+    assert any(key.endswith(f"/{run_id}/artifacts/model/model.onnx") for key in stored), stored
+    # The UI's download link: the server fetches the file from the bucket.
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    link = f"{server}/get-artifact?path=model/model_summary.txt&run_uuid={run_id}"
+    with direct.open(link, timeout=30) as answer:
+        assert answer.read() == (repo / "metrics/model_summary.txt").read_bytes()
 
     # The logged models take raw uint8 images (N, H, W, C) and return probabilities: the
     # PyTorch one predicts what the checkpoint does, the registered classifier names the

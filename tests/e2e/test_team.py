@@ -1,0 +1,91 @@
+"""A team on real servers: `cnnpipe server` refusing stores it cannot use, and teammates
+sharing results and experiments through a git remote, a DVC remote on S3 and the team's
+tracking server (PostgreSQL, artifacts in S3)."""
+
+import hashlib
+import json
+import re
+import time
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+from servers import S3_CREDENTIALS, team_server
+from sklearn.datasets import load_digits
+
+from conftest import experiments_shown, free_port, run
+
+pytestmark = pytest.mark.e2e
+
+
+def test_cnnpipe_server_names_a_store_it_cannot_use_before_it_starts(postgres, s3, tmp_path):
+    def refused(*args, **env):
+        start = time.monotonic()
+        command = ["cnnpipe", "server", "--port", str(free_port()), *args]
+        result = run(command, tmp_path, False, **env)
+        assert result.returncode == 1 and time.monotonic() - start < 60, result
+        return result.stderr
+
+    assert "no backend store: give --backend-store-uri" in refused()
+    said = refused("--backend-store-uri", "s3://team/runs", "--artifacts-destination", "runs")
+    assert "'s3://team/runs': not a database URI" in said
+    closed = f"postgresql://mlflow:secret@127.0.0.1:{free_port()}/mlflow"
+    said = refused("--backend-store-uri", closed, "--artifacts-destination", "s3://team/x")
+    assert said.startswith("error: cannot reach the backend store postgresql://mlflow:***@")
+    assert "secret" not in said
+    said = refused(
+        *("--backend-store-uri", postgres.url, "--artifacts-destination", "s3://nope/mlflow"),
+        MLFLOW_S3_ENDPOINT_URL=s3,
+        **S3_CREDENTIALS,
+    )
+    assert f"S3 bucket 'nope' at {s3}: no such bucket" in said
+
+
+def test_a_teammate_pulls_results_and_an_experiment_and_predicts_without_training(
+    trained_copy, postgres, s3, tmp_path
+):
+    """Results through an S3 remote, an experiment through git (`dvc exp push` / `pull`),
+    its MLflow run on the team's server."""
+    mine, credentials = trained_copy, {"MLFLOW_S3_ENDPOINT_URL": s3, **S3_CREDENTIALS}
+    run(["dvc", "remote", "add", "-d", "team", "s3://team/dvc"], mine)
+    run(["dvc", "remote", "modify", "team", "endpointurl", s3], mine)
+    run(["dvc", "push"], mine, **credentials)
+    run(["git", "add", "-A"], mine)
+    run(["git", "commit", "-qm", "results and the team's DVC remote"], mine)
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], tmp_path)
+    run(["git", "remote", "add", "origin", str(origin)], mine)
+    run(["git", "push", "-q", "origin", "main"], mine)
+
+    theirs = tmp_path / "theirs"
+    run(["git", "clone", "-q", str(origin), str(theirs)], tmp_path)
+    assert not (theirs / "models/model.onnx").exists()
+    run(["dvc", "pull"], theirs, **credentials)
+    for name in ("models/model.onnx", "models/best.pth", "data/prepared/images.npy"):
+        assert digest(theirs / name) == digest(mine / name), name
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], theirs).stdout
+    assert "Running stage" not in run(["dvc", "repro"], theirs).stdout
+    digits = load_digits()  # the first image is a 0
+    Image.fromarray((digits.images[0] * 15).astype(np.uint8)).save(tmp_path / "digit.png")
+    predicted = run(["cnnpipe", "predict", str(tmp_path / "digit.png")], theirs)
+    assert re.match(r"0\t(0\.9|1\.0)", predicted.stdout), predicted.stdout
+
+    with team_server(postgres.url, "s3://team/mlflow", s3, tmp_path / "server.log") as server:
+        command = ["dvc", "exp", "run", "train", "-S", "lr=0.01", "-S", "epochs=2", "-n", "slow-lr"]
+        run(command, mine, MLFLOW_TRACKING_URI=server)
+        run(["dvc", "exp", "push", "origin", "slow-lr"], mine, **credentials)
+
+        run(["dvc", "exp", "pull", "origin", "slow-lr"], theirs, **credentials)
+        shown = experiments_shown(theirs)["slow-lr"]
+        assert shown["params"]["params.yaml"]["data"]["lr"] == 0.01
+        assert "best_val_acc" in shown["metrics"]["metrics/train.json"]["data"]
+        run(["dvc", "exp", "apply", "slow-lr"], theirs)
+        run_id = json.loads((theirs / "metrics/mlflow_run.json").read_text())["mlflow_run_id"]
+        tracked = MlflowClient(server).get_run(run_id)
+        assert tracked.data.params["lr"] == "0.01" and tracked.info.run_name == "slow-lr"
+        assert digest(theirs / "models/best.pth") == digest(mine / "models/best.pth")
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
