@@ -116,38 +116,62 @@ def s3_keys() -> dict:
     }
 
 
-@contextlib.contextmanager
-def team_server(backend: str, artifacts: str, s3: str, log: Path, limit: float = 180):
-    """`cnnpipe server` on a free port; yields its URL once it answers. It alone holds the
-    S3 credentials."""
-    port = free_port()
-    command = ["cnnpipe", "server", "--backend-store-uri", backend]
-    command += ["--artifacts-destination", artifacts, "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", "1"]
-    env = cli_env(MLFLOW_S3_ENDPOINT_URL=s3, **S3_CREDENTIALS)
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
+class TeamServer:
+    """`cnnpipe server` on `port` (else a free one). It alone holds the S3 credentials.
+    Its log is appended to, so a restarted server adds to it."""
+
+    def __init__(self, backend: str, artifacts: str, s3: str, log: Path, port=None):
+        self.port, self.log = port or free_port(), log
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = ["cnnpipe", "server", "--backend-store-uri", backend]
+        self.command += ["--artifacts-destination", artifacts, "--host", "127.0.0.1"]
+        self.command += ["--port", str(self.port), "--workers", "1"]
+        self.env = cli_env(MLFLOW_S3_ENDPOINT_URL=s3, **S3_CREDENTIALS)
+        self.process = None
+
+    def start(self, limit: float = 180) -> str:
+        """Start it and return its URL once it answers."""
+        with open(self.log, "a") as out:
+            self.process = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # the server and MLflow's, one process group
+            )
         direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         deadline = time.monotonic() + limit
         while True:
             try:
-                with direct.open(f"{url}/health", timeout=2):
-                    break
+                with direct.open(f"{self.url}/health", timeout=2):
+                    return self.url
             except OSError:
                 pass
-            said = log.read_text()[-3000:]
-            assert process.poll() is None, f"cnnpipe server exited:\n{said}"
-            assert time.monotonic() < deadline, f"cnnpipe server silent for {limit} s:\n{said}"
+            said = self.log.read_text()[-3000:]
+            if self.process.poll() is not None:
+                raise AssertionError(f"cnnpipe server exited:\n{said}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"cnnpipe server silent for {limit} s:\n{said}")
             time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
+
+    def stop(self, how=signal.SIGTERM) -> None:
+        """Stop it and everything it started (SIGKILL: as a crash would)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, how)
         try:
-            process.wait(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def team_server(backend: str, artifacts: str, s3: str, log: Path):
+    """A TeamServer for the block; yields its URL once it answers."""
+    server = TeamServer(backend, artifacts, s3, log)
+    try:
+        yield server.start()
+    finally:
+        server.stop()

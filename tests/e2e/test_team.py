@@ -1,20 +1,24 @@
-"""A team on real servers: `cnnpipe server` refusing stores it cannot use, and teammates
+"""A team on real servers: `cnnpipe server` refusing stores it cannot use, teammates
 sharing results and experiments through a git remote, a DVC remote on S3 and the team's
-tracking server (PostgreSQL, artifacts in S3)."""
+tracking server (PostgreSQL, artifacts in S3), and outages of that server."""
 
+import contextlib
+import csv
 import hashlib
 import json
 import re
+import signal
+import subprocess
 import time
 
 import numpy as np
 import pytest
 from mlflow import MlflowClient
 from PIL import Image
-from servers import S3_CREDENTIALS, team_server
+from servers import S3_CREDENTIALS, TeamServer, team_server
 from sklearn.datasets import load_digits
 
-from conftest import experiments_shown, free_port, run
+from conftest import cli_env, copy_repo, experiments_shown, free_port, run, set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -89,3 +93,86 @@ def test_a_teammate_pulls_results_and_an_experiment_and_predicts_without_trainin
 
 def digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_outages_of_the_server_or_its_database_lose_nothing(trained_copy, postgres, s3, tmp_path):
+    """The tracking server killed mid-epoch and back within seconds, then PostgreSQL
+    restarted under it: training waits, its run's history is whole and its outputs are
+    those of a run without an outage. A server that stays away fails the stage naming it;
+    the next `dvc repro` resumes into the same run."""
+    repo = trained_copy  # prepared and split: `dvc repro train` trains at once
+    set_params(repo, epochs=4, batch_size=8)  # epochs of a few seconds, to land in
+    run(["git", "commit", "-qam", "slower epochs"], repo)
+    clean = copy_repo(repo, tmp_path / "clean")
+    run(["dvc", "repro", "train"], clean)  # the same training, tracked locally, no outage
+    server = TeamServer(postgres.url, "s3://team/mlflow", s3, tmp_path / "server.log")
+    uri = server.start()
+
+    def train(outage, **env) -> subprocess.CompletedProcess:
+        """`dvc repro -f train` against the server, `outage()` once its new run has
+        logged epoch 1."""
+        run_file = repo / "metrics/mlflow_run.json"
+        before = json.loads(run_file.read_text())["mlflow_run_id"]
+        trainer = subprocess.Popen(
+            ["dvc", "repro", "-f", "train"],
+            cwd=repo,
+            env=cli_env(MLFLOW_TRACKING_URI=uri, **env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        client, deadline = MlflowClient(uri), time.monotonic() + 300
+        while trainer.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(Exception):  # the file half written, the run not yet
+                run_id = json.loads(run_file.read_text())["mlflow_run_id"]
+                if run_id != before and client.get_metric_history(run_id, "val_acc"):
+                    break
+            time.sleep(0.2)
+        if trainer.poll() is None:
+            outage()
+        out, err = trainer.communicate(timeout=600)
+        return subprocess.CompletedProcess(trainer.args, trainer.returncode, out, err)
+
+    def history_is_whole():
+        run_id = json.loads((repo / "metrics/mlflow_run.json").read_text())["mlflow_run_id"]
+        logged = MlflowClient(uri).get_metric_history(run_id, "val_acc")
+        with open(repo / "metrics/history.csv") as rows:
+            expected = [float(row["val_acc"]) for row in csv.DictReader(rows)]
+        assert {m.step: m.value for m in logged} == dict(enumerate(expected, start=1))
+        for name in ("metrics/train.json", "metrics/history.csv", "models/best.pth"):
+            assert digest(repo / name) == digest(clean / name), name
+        return run_id
+
+    try:
+
+        def server_down_for_a_while():
+            server.stop(signal.SIGKILL)
+            time.sleep(5)
+            server.start()
+
+        result = train(server_down_for_a_while)
+        assert result.returncode == 0, result.stderr[-3000:]
+        history_is_whole()
+
+        def database_down_for_a_while():
+            postgres.stop()
+            time.sleep(5)
+            postgres.start()
+
+        result = train(database_down_for_a_while)
+        assert result.returncode == 0, result.stderr[-3000:]
+        history_is_whole()
+
+        # Gone for longer than the client's retries (here one, to be quick): the stage
+        # stops naming the server, its last epoch saved; the next run resumes into its run.
+        result = train(lambda: server.stop(signal.SIGKILL), MLFLOW_HTTP_REQUEST_MAX_RETRIES="1")
+        assert result.returncode != 0
+        assert f"error: lost the MLflow server at {uri}" in result.stderr, result.stderr[-3000:]
+        started = json.loads((repo / "metrics/mlflow_run.json").read_text())["mlflow_run_id"]
+        server.start()
+        resumed = run(["dvc", "repro", "train"], repo, MLFLOW_TRACKING_URI=uri)
+        assert "resuming after epoch" in resumed.stdout
+        assert history_is_whole() == started
+    finally:
+        server.stop()

@@ -21,7 +21,15 @@ from cnnpipe.config import flatten
 from cnnpipe.environment import LOCK_FILE
 from cnnpipe.files import read_json, write_json
 from cnnpipe.tracking.provenance import DATA_DIRS, data_hash, run_tags
-from cnnpipe.tracking.store import DATASET_RACE, connect, retry, tracking_uri
+from cnnpipe.tracking.store import (
+    DATASET_RACE,
+    RETRIES_ENV,
+    connect,
+    lost_server_error,
+    retry,
+    server_lost,
+    tracking_uri,
+)
 from cnnpipe.tracking.study import STUDY_TAG, study_parent
 
 RUN_FILE = Path(paths.RUN_FILE)
@@ -144,7 +152,7 @@ def start_run(params, run_id: str | None = None, active: bool = True):
         if run_id
         else _new_run(experiment_id, params, log_system_metrics=system)
     )
-    with context as run, _record_failure():
+    with _naming_a_lost_server(), context as run, _record_failure():
         write_json(RUN_FILE, {"mlflow_run_id": run.info.run_id})
         yield Run(run.info.run_id, experiment_id)
 
@@ -174,7 +182,7 @@ def continue_run(params, active: bool = True):
         why = f"MLflow run {run_id} is not in" if run_id else "train logged no MLflow run to"
         print(f"warning: {why} {tracking_uri()}; logging to a new run", file=sys.stderr)
         reopened = _new_run(experiment_id, params)
-    with reopened as run, _record_failure():
+    with _naming_a_lost_server(), reopened as run, _record_failure():
         yield Run(run.info.run_id, experiment_id)
 
 
@@ -184,10 +192,29 @@ def _record_failure():
     try:
         yield
     except Exception as exc:
+        if server_lost(exc):
+            # The server did not come back within MLflow's retries: the calls that close
+            # the run would each wait as long again. This process is ending; they fail
+            # at once instead.
+            os.environ[RETRIES_ENV] = "0"
+            raise
         import mlflow
 
         with contextlib.suppress(Exception):
             mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
+        raise
+
+
+@contextlib.contextmanager
+def _naming_a_lost_server():
+    """A server lost mid-run becomes one error line naming it (and how to go on), also
+    when closing the run fails after it."""
+    try:
+        yield
+    except Exception as exc:
+        lost = next((e for e in (exc, exc.__context__) if e and server_lost(e)), None)
+        if lost:
+            raise lost_server_error(lost) from None
         raise
 
 

@@ -65,6 +65,23 @@ def store_lock():
 
 
 LOCKED = ("database is locked",)
+# How MLflow's client reports a request it gave up on after its own retries (7 by default,
+# about four minutes: a server restarted within that time is waited for).
+GAVE_UP = ("API request to", "failed with exception")
+RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+
+
+def server_lost(exc: BaseException) -> bool:
+    """A tracking server that stopped answering (or whose database did) mid-run."""
+    return all(part in str(exc) for part in GAVE_UP)
+
+
+def lost_server_error(exc: BaseException) -> CnnpipeError:
+    reason = " ".join(str(exc).split())[:300]
+    return CnnpipeError(
+        f"lost the MLflow server at {tracking_uri()} ({reason}); start it again and re-run "
+        "`dvc repro`: training resumes from its last finished epoch into the same run"
+    )
 
 
 def retry(call, *args, attempts: int = 8, transient=LOCKED, **kwargs):
