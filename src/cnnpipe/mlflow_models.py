@@ -99,6 +99,13 @@ def _artifact_bars(enabled: bool):
             os.environ[name] = before
 
 
+def _best_version(client, name: str):
+    """The version with the best test accuracy (the earliest on a tie)."""
+    versions = retry(client.search_model_versions, f"name = '{name}'")
+    scored = [v for v in versions if SCORE_TAG in v.tags]
+    return max(scored, key=lambda v: (float(v.tags[SCORE_TAG]), -int(v.version)))
+
+
 def _classifier_outputs():
     """The columns mlflow_classifier.py answers with."""
     from mlflow.types import ColSpec, DataType, Schema
@@ -120,13 +127,17 @@ def register(model_uri: str, name: str, test_acc: float) -> str:
     client = mlflow.MlflowClient()
     version = retry(mlflow.register_model, model_uri, name, tags={SCORE_TAG: str(test_acc)})
     # Compare and move under the store's lock, so that of parallel experiments on one
-    # SQLite store the best wins. (A tracking server offers no lock: there, two versions
-    # registered at the same instant may leave the alias one behind.)
+    # SQLite store the best wins. A tracking server offers no lock: there each registrar
+    # reads the versions again after moving the alias and moves it again if a better one
+    # came meanwhile, so whoever moves it last has seen every version registered before.
     with store_lock():
-        versions = retry(client.search_model_versions, f"name = '{name}'")
-        scored = [v for v in versions if SCORE_TAG in v.tags]
-        best = max(scored, key=lambda v: (float(v.tags[SCORE_TAG]), -int(v.version)))
-        retry(client.set_registered_model_alias, name, CHAMPION, best.version)
+        best = _best_version(client, name)
+        while True:
+            retry(client.set_registered_model_alias, name, CHAMPION, best.version)
+            again = _best_version(client, name)
+            if again.version == best.version:
+                break
+            best = again
     won = best.version == version.version
     print(
         f"registered {name} version {version.version} (test accuracy {test_acc:.4f}); "

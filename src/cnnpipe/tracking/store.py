@@ -169,4 +169,9 @@ def _experiment_id(name: str) -> str:
             return mlflow.get_experiment_by_name(name).experiment_id
 
 
-DATASET_RACE = (*LOCKED, "UNIQUE constraint failed: datasets")
+# SQLite's words for it, then PostgreSQL's (through a server).
+DATASET_RACE = (
+    *LOCKED,
+    "UNIQUE constraint failed: datasets",
+    "duplicate key value violates unique constraint",
+)
