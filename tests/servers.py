@@ -31,6 +31,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def live_processes(match) -> list[str]:
+    """The command lines of running (not zombie) processes for which `match(stat fields,
+    command line)` holds: what a server left behind."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # it ended meanwhile
+            continue
+        if fields[0] != "Z" and match(fields, command):
+            found.append(command)
+    return found
+
+
 def postgres_bin() -> Path | None:
     """The folder of PostgreSQL's server programs (Debian keeps them out of PATH)."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
@@ -89,6 +106,8 @@ def postgresql(database: str = "mlflow"):
         with contextlib.suppress(subprocess.SubprocessError):
             server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+    left = live_processes(lambda fields, command: str(data) in command)
+    assert not left, f"PostgreSQL left processes behind: {left}"
 
 
 @contextlib.contextmanager
@@ -159,12 +178,18 @@ class TeamServer:
         """Stop it and everything it started (SIGKILL: as a crash would)."""
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, how)
+        group = self.process.pid
+        os.killpg(group, how)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            os.killpg(group, signal.SIGKILL)
             self.process.wait()
+        # MLflow's server and its workers are in the same process group: gone too.
+        deadline = time.monotonic() + 30
+        while left := live_processes(lambda fields, command: fields[3] == str(group)):
+            assert time.monotonic() < deadline, f"cnnpipe server left processes behind: {left}"
+            time.sleep(0.2)
 
 
 @contextlib.contextmanager

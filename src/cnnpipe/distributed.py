@@ -1,7 +1,9 @@
 """Data-parallel training across processes, as torchrun starts them.
 
 `torchrun --nproc_per_node=N stages/train.py` sets RANK, WORLD_SIZE and LOCAL_RANK; with
-`train.nproc: N` the train stage starts torchrun itself, so `dvc repro` uses it too. Each
+`train.nproc: N` the train stage starts torchrun itself, so `dvc repro` uses it too, and
+with `train.nnodes: M` on M machines, each node `train.node_rank` of them reaching node 0
+at `train.master` (torchrun's static rendezvous: node 0 waits for the others). Each
 process trains on its own shard of every epoch; DistributedDataParallel averages the
 gradients, so all ranks hold the same weights. Rank 0 alone logs and writes outputs.
 """
@@ -31,11 +33,11 @@ class Process:
 
 
 def start(cfg, script: str) -> Process:
-    """Start training per the train config: under `train.nproc` > 1 this process is
-    replaced by torchrun running `script`; then the device is chosen and made
+    """Start training per the train config: under `train.nproc` or `train.nnodes` > 1
+    this process is replaced by torchrun running `script`; then the device is chosen and made
     deterministic, and a process started by torchrun joins its group."""
-    if cfg.nproc > 1 and not under_torchrun():
-        relaunch(cfg.nproc, script)
+    if (cfg.nproc > 1 or cfg.nnodes > 1) and not under_torchrun():
+        relaunch(cfg, script)
     device = resolve_device(cfg.device)
     set_deterministic(cfg.deterministic, device)
     rank, world = setup(device)
@@ -46,11 +48,19 @@ def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ
 
 
-def relaunch(nproc: int, script: str) -> None:
-    """Replace this process with torchrun running `script` on `nproc` processes."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += [f"--nproc_per_node={nproc}", script]
-    print(f"starting {nproc} training processes: {' '.join(command[1:])}", flush=True)
+def relaunch(cfg, script: str) -> None:
+    """Replace this process with torchrun running `script` on `cfg.nproc` processes, on
+    this machine alone or as node `cfg.node_rank` of `cfg.nnodes`."""
+    command = [sys.executable, "-m", "torch.distributed.run"]
+    if cfg.nnodes > 1:
+        host, _, port = cfg.master.rpartition(":")
+        command += [f"--nnodes={cfg.nnodes}", f"--node-rank={cfg.node_rank}"]
+        command += [f"--master-addr={host}", f"--master-port={port}"]
+    else:
+        command += ["--standalone"]
+    command += [f"--nproc-per-node={cfg.nproc}", script]
+    where = f" on node {cfg.node_rank} of {cfg.nnodes}" if cfg.nnodes > 1 else ""
+    print(f"starting {cfg.nproc} training processes{where}: {' '.join(command[1:])}", flush=True)
     sys.stdout.flush()
     os.execv(sys.executable, command)
 

@@ -1,4 +1,5 @@
-"""The training engine under the real `dvc`: kill and resume, and DDP through torchrun."""
+"""The training engine under the real `dvc`: kill and resume, and DDP through torchrun, on
+one machine and on two nodes."""
 
 import json
 import os
@@ -11,7 +12,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from conftest import cli_env, copy_repo, make_clone, run, set_params
+from conftest import cli_env, copy_repo, free_port, make_clone, run, set_params
 
 pytestmark = pytest.mark.e2e
 
@@ -118,3 +119,40 @@ def test_torchrun_trains_with_ddp_on_two_gloo_processes(tmp_path):
     assert sorted(r.info.run_name for r in folds) == ["fold 1", "fold 2"]
     assert all(r.info.status == "FINISHED" and "best_val_acc" in r.data.metrics for r in folds)
     assert "Grad strides do not match" not in result.stdout + result.stderr
+
+
+def test_two_nodes_train_one_network_and_a_late_node_joins(trained_copy, tmp_path):
+    """Two "machines" on the loopback, one process each: node 0 by `dvc repro`, node 1,
+    started seconds later, by running the stage's script; one network, one MLflow run."""
+    node0 = trained_copy  # prepared and split: training starts at once
+    master = f"127.0.0.1:{free_port()}"
+    set_params(node0, epochs=2, train__nnodes=2, train__node_rank=0, train__master=master)
+    node1 = copy_repo(node0, tmp_path / "node1")
+    set_params(node1, train__node_rank=1)
+    untouched = (node1 / "metrics/train.json").read_bytes()
+    _, runs_of_node1 = mlflow_runs(node1)
+
+    first = subprocess.Popen(
+        ["dvc", "repro", "train"],
+        cwd=node0,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(5)  # node 0 waits at the rendezvous for the late one
+    second = run(["python", "stages/train.py"], node1)
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    assert "on node 0 of 2: -m torch.distributed.run --nnodes=2 --node-rank=0" in out
+    weights = re.findall(r"rank (\d)/2: final weights ([0-9a-f]{16})", out + second.stdout)
+    assert sorted(rank for rank, _ in weights) == ["0", "1"]
+    assert len({digest for _, digest in weights}) == 1  # the same network on both
+
+    _, runs = mlflow_runs(node0)
+    trained = [r for r in runs if r.data.params.get("train.nnodes") == "2"]
+    assert len(trained) == 1 and trained[0].info.status == "FINISHED"
+    # Node 1 trained, but wrote and logged nothing of its own.
+    assert (node1 / "metrics/train.json").read_bytes() == untouched
+    assert len(mlflow_runs(node1)[1]) == len(runs_of_node1)

@@ -45,6 +45,23 @@ def check_consistency(params: Params, source: str) -> None:
             f"{source}: net.freeze is backbone, but net.pretrained is null: a frozen "
             "random backbone learns nothing; name the weights to start from"
         )
+    _check_nodes(params.train, source)
     device = params.train.device
     if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
         raise ConfigError(f"{source}: train.device is '{device}'; allowed: auto, cpu, cuda, cuda:N")
+
+
+def _check_nodes(train, source: str) -> None:
+    if train.node_rank >= train.nnodes:
+        raise ConfigError(
+            f"{source}: train.node_rank is {train.node_rank}, but the nodes are numbered "
+            f"0 to {train.nnodes - 1} (train.nnodes: {train.nnodes})"
+        )
+    if train.nnodes == 1:
+        return
+    host, _, port = (train.master or "").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"{source}: train.nnodes is {train.nnodes}, so train.master must be node 0's "
+            f"HOST:PORT (e.g. 10.0.0.1:29500), got {train.master!r}"
+        )

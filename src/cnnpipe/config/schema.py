@@ -97,6 +97,9 @@ class TrainConfig:
         default=None, metadata=_bound(lo=0, hi=1, lo_open=True, hi_open=True)
     )
     nproc: int = field(default=1, metadata=_bound(lo=1))
+    nnodes: int = field(default=1, metadata=_bound(lo=1))
+    node_rank: int = field(default=0, metadata=_bound(lo=0))
+    master: str | None = None
     resume: bool = True
     device: str = "auto"
     deterministic: bool = True
