@@ -130,8 +130,15 @@ def test_outages_of_the_server_or_its_database_lose_nothing(trained_copy, postgr
                     break
             time.sleep(0.2)
         if trainer.poll() is None:
+            began = time.monotonic()
             outage()
+            back = time.monotonic() - began
         out, err = trainer.communicate(timeout=600)
+        # The timeline, for `pytest -s`: the outage's length and the stage's end after it.
+        print(
+            f"{outage.__name__}: back after {back:.1f} s (-1: never), stage ended after "
+            f"{time.monotonic() - began:.1f} s with exit code {trainer.returncode}"
+        )
         return subprocess.CompletedProcess(trainer.args, trainer.returncode, out, err)
 
     def history_is_whole():
@@ -166,7 +173,10 @@ def test_outages_of_the_server_or_its_database_lose_nothing(trained_copy, postgr
 
         # Gone for longer than the client's retries (here one, to be quick): the stage
         # stops naming the server, its last epoch saved; the next run resumes into its run.
-        result = train(lambda: server.stop(signal.SIGKILL), MLFLOW_HTTP_REQUEST_MAX_RETRIES="1")
+        def server_gone():
+            server.stop(signal.SIGKILL)
+
+        result = train(server_gone, MLFLOW_HTTP_REQUEST_MAX_RETRIES="1")
         assert result.returncode != 0
         assert f"error: lost the MLflow server at {uri}" in result.stderr, result.stderr[-3000:]
         started = json.loads((repo / "metrics/mlflow_run.json").read_text())["mlflow_run_id"]
