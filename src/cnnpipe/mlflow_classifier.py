@@ -14,6 +14,9 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+# A request's images at most: a bigger batch is refused, not run out of memory.
+MAX_IMAGES = 1024
+
 
 class BadImages(MlflowException):
     """A request this model cannot answer, said in one line.
@@ -51,11 +54,17 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: np.ndarray, params=None) -> pd.DataFrame:
         images = np.asarray(model_input)
+        if images.size == 0:  # [] in JSON, whatever shape was meant
+            raise BadImages("expected at least one image; got an empty batch")
         expected = tuple(self.input.shape[1:])
         if images.ndim != 4 or images.shape[1:] != expected:
             raise BadImages(
                 f"expected uint8 images (N, {', '.join(map(str, expected))}); "
                 f"got an array of shape {images.shape}"
+            )
+        if len(images) > MAX_IMAGES:
+            raise BadImages(
+                f"at most {MAX_IMAGES} images a request; got {len(images)}: send them in parts"
             )
         if images.dtype != np.uint8:
             numbers = np.issubdtype(images.dtype, np.number)

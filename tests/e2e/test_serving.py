@@ -110,17 +110,31 @@ def test_served_champion_answers_raw_pixels_like_predict_and_onnxruntime(repo, t
     try:
         wait_until_up(server, f"http://127.0.0.1:{port}/ping")
         answer = post(f"http://127.0.0.1:{port}/invocations", {"inputs": pixels.tolist()})
-        # A picture of another size, or not of pixels: a 400 whose message is the cause
-        # alone, in one line, without the request's numbers.
+        # Pictures of another size or channel count, not pixels, none, too many: a 400
+        # whose message is the cause alone, in one line, without the request's numbers.
         for wrong, cause in [
             (np.zeros((1, 28, 28), np.uint8), "got an array of shape (1, 28, 28)"),
+            (np.zeros((1, 32, 32, 3), np.uint8), "got an array of shape (1, 32, 32, 3)"),
             (pixels / 255, "expected whole pixel values 0..255; got float64 values"),
+            (np.full((1, 32, 32, 1), "x"), "expected whole pixel values 0..255; got <U1"),
+            (np.zeros((0, 32, 32, 1), np.uint8), "expected at least one image"),
+            (np.zeros((1025, 32, 32, 1), np.uint8), "at most 1024 images a request; got 1025"),
         ]:
             with pytest.raises(urllib.error.HTTPError) as refused:
                 post(f"http://127.0.0.1:{port}/invocations", {"inputs": wrong.tolist()})
             assert refused.value.code == 400
             message = json.loads(refused.value.read())["message"]
             assert cause in message and len(message) < 120 and "\n" not in message, message
+        # A body that is not JSON: MLflow's own 400, which says so.
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", b"[1, 2", {"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=60)
+        assert refused.value.code == 400
+        assert "valid JSON" in json.loads(refused.value.read())["message"]
+        # And the server goes on answering.
+        assert post(f"http://127.0.0.1:{port}/invocations", {"inputs": pixels.tolist()}) == answer
     finally:
         server.terminate()
         server.wait(timeout=30)
