@@ -13,7 +13,6 @@ cnnpipe netron [FILE] a model's graph in Netron, on 127.0.0.1 (no browser is ope
 import argparse
 import contextlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -163,29 +162,16 @@ def cmd_tune(args) -> None:
 
 
 def cmd_ui(args) -> None:
-    from cnnpipe.server import wait_until_answering
+    from cnnpipe.server import run_mlflow
     from cnnpipe.tracking.store import tracking_uri
 
     uri = tracking_uri()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", args.host, "--port", str(args.port)]
     url = f"http://{args.host}:{args.port}"
-    # MLflow's job runner (three more processes, for GenAI evaluation jobs) has nothing to
-    # do for these runs.
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    server = subprocess.Popen(command, env=env)
-    try:
-        # The address is printed once the server answers (it takes MLflow some seconds to
-        # start), so that opening it at once works.
-        wait_until_answering(url, server, limit=180, what="the MLflow UI")
-        print(f"MLflow UI for {uri} at {url} (Ctrl-C stops it)", flush=True)
-        return server.wait()
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        if server.poll() is None:
-            server.terminate()
-            server.wait()
+    return run_mlflow(
+        command, url, "the MLflow UI", f"MLflow UI for {uri} at {url} (Ctrl-C stops it)"
+    )
 
 
 def cmd_server(args) -> None:

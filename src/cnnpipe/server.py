@@ -122,20 +122,28 @@ def serve(backend: str | None, artifacts: str | None, host: str, port: int, work
         )
     check_backend(backend)
     check_artifacts(artifacts)
+    # A service manager stops it with SIGTERM: stop MLflow's server too, as for Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    url = f"http://{host}:{port}"
+    banner = (
+        f"MLflow tracking server at {url}: runs in {hide_password(backend)}, artifacts in "
+        f"{artifacts}. On each client: export MLFLOW_TRACKING_URI={url} (Ctrl-C stops it)"
+    )
+    command = server_command(backend, artifacts, host, port, workers)
+    return run_mlflow(command, url, "the tracking server", banner)
+
+
+def run_mlflow(command: list, url: str, what: str, banner: str) -> int:
+    """Run an MLflow server (`mlflow ui`, `mlflow server`) until it ends or Ctrl-C, and
+    print `banner` once `url` answers (MLflow takes some seconds to start), so that
+    opening the address at once works."""
     # MLflow's job runner (three more processes, for GenAI evaluation jobs) has nothing to
     # do for these runs.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    server = subprocess.Popen(server_command(backend, artifacts, host, port, workers), env=env)
-    url = f"http://{host}:{port}"
-    # A service manager stops it with SIGTERM: stop MLflow's server too, as for Ctrl-C.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    server = subprocess.Popen(command, env=env)
     try:
-        wait_until_answering(url, server, limit=180, what="the tracking server")
-        print(
-            f"MLflow tracking server at {url}: runs in {hide_password(backend)}, artifacts in "
-            f"{artifacts}. On each client: export MLFLOW_TRACKING_URI={url} (Ctrl-C stops it)",
-            flush=True,
-        )
+        wait_until_answering(url, server, limit=180, what=what)
+        print(banner, flush=True)
         return server.wait()
     except KeyboardInterrupt:
         return 0
