@@ -1,4 +1,5 @@
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
@@ -159,18 +160,62 @@ def write_digit_folder(root: Path, per_class: int | None = None, broken=True) ->
     return written
 
 
+DURATIONS = Path(__file__).with_name("durations.json")
+# A test not in durations.json yet (new since it was recorded): a guess by its kind.
+GUESS = {"e2e": 30.0, "unit": 0.5}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--record-durations",
+        action="store_true",
+        help=f"write each test's seconds (setup, call and teardown) to {DURATIONS.name}",
+    )
+
+
 def pytest_collection_modifyitems(config, items):
-    """Hand out the long tests first, so that the workers end together: the first test on
-    the shared trained pipeline (whose worker builds it), then the end-to-end tests that
-    build their own clones (the other worker is busy meanwhile), then the rest of the
-    end-to-end tests, and the short unit tests last to fill the gaps."""
-    first_trained = next((i for i in items if "trained" in i.fixturenames), None)
+    """Hand out the long tests first (each worker takes the next one when it is free), so
+    that the workers end together instead of one finishing a long test alone: by the
+    seconds each took in the run recorded in durations.json (`make durations`), a module
+    marked as one xdist_group counted whole, since it goes to one worker whole.
 
-    def rank(item) -> int:
-        if item is first_trained:
-            return 0
-        if "e2e" not in item.keywords:
-            return 3
-        return 2 if "trained" in item.fixturenames else 1
+    The first test on the shared trained pipeline goes first (its worker builds it) and
+    the longest test with a clone of its own second, so the other worker is busy meanwhile
+    instead of waiting for the build."""
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
 
-    items.sort(key=rank)  # stable: each file's tests keep their order
+    def seconds(item) -> float:
+        return known.get(item.nodeid, GUESS["e2e" if "e2e" in item.keywords else "unit"])
+
+    units: dict[str, float] = {}
+    for item in items:
+        units[unit_of(item)] = units.get(unit_of(item), 0.0) + seconds(item)
+    items.sort(key=lambda item: -units[unit_of(item)])  # stable: a unit's tests keep their order
+    trained = [i for i in items if "trained" in i.fixturenames]
+    own = [i for i in items if "e2e" in i.keywords and "trained" not in i.fixturenames]
+    for item in reversed([*trained[:1], *own[:1]]):
+        if unit_of(item) == item.nodeid:  # a grouped test stays with its group
+            items.remove(item)
+            items.insert(0, item)
+
+
+def unit_of(item) -> str:
+    """What xdist's loadgroup hands out as one: the xdist_group, or the test alone."""
+    group = item.get_closest_marker("xdist_group")
+    return f"group {group.args[0]}" if group else item.nodeid
+
+
+_durations: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    # Under xdist the controller sees every worker's reports; a worker writes nothing.
+    if session.config.getoption("--record-durations") and not hasattr(
+        session.config, "workerinput"
+    ):
+        rounded = {k: round(v, 1) for k, v in sorted(_durations.items())}
+        DURATIONS.write_text(json.dumps(rounded, indent=1) + "\n")
