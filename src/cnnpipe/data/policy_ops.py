@@ -5,7 +5,6 @@ exactly (nearest neighbour, black outside), the colour ops truncated back to uin
 """
 
 import torch
-import torch.nn.functional as F
 
 from cnnpipe.data import colour
 
@@ -95,15 +94,19 @@ def _to_uint8(blend):
 
 def sharpness(images, m):
     """Each image blended with its 3x3 smoothed copy (weights 1, centre 5, over 13),
-    rounded; the border pixels stay."""
-    n, channels, height, width = images.shape
+    rounded; the border pixels stay.
+
+    The smoothed value is the 3x3 sum plus 4 x the centre, over 13, summed in whole
+    numbers: a sum over 13 is never halfway between two integers, so rounding it gives
+    what torchvision's float convolution rounds to, several times faster than conv2d."""
+    height, width = images.shape[-2:]
     if height <= 2 or width <= 2:
         return images
-    kernel = torch.full((3, 3), 1.0 / 13.0, device=images.device)
-    kernel[1, 1] = 5.0 / 13.0
     out = images.float()
-    smooth = F.conv2d(out, kernel.expand(channels, 1, 3, 3), groups=channels).round_()
+    rows = out[..., :-2, :] + out[..., 1:-1, :] + out[..., 2:, :]
     inner = out[..., 1:-1, 1:-1]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    smooth = box.add_(inner, alpha=4).div_(13).round_()
     inner += (smooth - inner) * (-m.float()).view(-1, 1, 1, 1)  # 1 - factor = -m
     return out.clamp_(0, 255).to(torch.uint8)
 
