@@ -25,19 +25,23 @@ install: $(STAMP)
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
 SITE = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 COMPILE = $(BIN)/python -m compileall -q -j0 -x '/tests?/' $(SITE) > /dev/null || true
-$(STAMP): requirements.lock pyproject.toml
+# The dev lock names the runtime lock inside it, so the test set-up installs once: one
+# pip run and one compile pass (the runtime set-up first and then the dev one cost two).
+define INSTALL
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) -r requirements.lock
+	$(PIP_INSTALL) -r $(1)
 	$(PIP_INSTALL) --no-deps -e .
 	$(BIN)/python -m pip check
 	$(COMPILE)
+endef
+
+$(STAMP): requirements.lock pyproject.toml
+	$(call INSTALL,requirements.lock)
 	touch $@
 
-$(DEV_STAMP): $(STAMP) requirements-dev.lock
-	$(PIP_INSTALL) -r requirements-dev.lock
-	$(BIN)/python -m pip check
-	$(COMPILE)
-	touch $@
+$(DEV_STAMP): requirements.lock requirements-dev.lock pyproject.toml
+	$(call INSTALL,requirements-dev.lock)
+	touch $(STAMP) $@
 
 repro: $(STAMP)
 	dvc repro
