@@ -174,29 +174,32 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Hand out the long tests first (each worker takes the next one when it is free), so
-    that the workers end together instead of one finishing a long test alone: by the
-    seconds each took in the run recorded in durations.json (`make durations`), a module
-    marked as one xdist_group counted whole, since it goes to one worker whole.
+    """Hand out the long tests first, so that the workers end together: the first test on
+    the shared trained pipeline (whose worker builds it), then the end-to-end tests that
+    build their own clones (the other worker is busy meanwhile), then the rest of the
+    end-to-end tests, and the short unit tests last to fill the gaps. Within each of
+    these, longest first by the seconds recorded in durations.json (`make durations`), a
+    module marked as one xdist_group counted whole, since it goes to one worker whole.
 
-    The first test on the shared trained pipeline goes first (its worker builds it) and
-    the longest test with a clone of its own second, so the other worker is busy meanwhile
-    instead of waiting for the build."""
+    (Longest first across all the tests was slower on two cores: it runs the heaviest
+    tests side by side, and their processes slow each other down more than the end of
+    the run gains.)"""
     known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
-
-    def seconds(item) -> float:
-        return known.get(item.nodeid, GUESS["e2e" if "e2e" in item.keywords else "unit"])
-
     units: dict[str, float] = {}
     for item in items:
-        units[unit_of(item)] = units.get(unit_of(item), 0.0) + seconds(item)
-    items.sort(key=lambda item: -units[unit_of(item)])  # stable: a unit's tests keep their order
-    trained = [i for i in items if "trained" in i.fixturenames]
-    own = [i for i in items if "e2e" in i.keywords and "trained" not in i.fixturenames]
-    for item in reversed([*trained[:1], *own[:1]]):
-        if unit_of(item) == item.nodeid:  # a grouped test stays with its group
-            items.remove(item)
-            items.insert(0, item)
+        guess = GUESS["e2e" if "e2e" in item.keywords else "unit"]
+        units[unit_of(item)] = units.get(unit_of(item), 0.0) + known.get(item.nodeid, guess)
+    first_trained = next((i for i in items if "trained" in i.fixturenames), None)
+
+    def rank(item) -> int:
+        if item is first_trained:
+            return 0
+        if "e2e" not in item.keywords:
+            return 3
+        return 2 if "trained" in item.fixturenames else 1
+
+    # Stable: a unit's tests keep their order.
+    items.sort(key=lambda item: (rank(item), -units[unit_of(item)]))
 
 
 def unit_of(item) -> str:
