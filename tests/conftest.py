@@ -1,5 +1,4 @@
 import fcntl
-import json
 import os
 import shutil
 from pathlib import Path
@@ -160,35 +159,11 @@ def write_digit_folder(root: Path, per_class: int | None = None, broken=True) ->
     return written
 
 
-DURATIONS = Path(__file__).with_name("durations.json")
-# A test not in durations.json yet (new since it was recorded): a guess by its kind.
-GUESS = {"e2e": 30.0, "unit": 0.5}
-
-
-def pytest_addoption(parser):
-    parser.addoption(
-        "--record-durations",
-        action="store_true",
-        help=f"write each test's seconds (setup, call and teardown) to {DURATIONS.name}",
-    )
-
-
 def pytest_collection_modifyitems(config, items):
     """Hand out the long tests first, so that the workers end together: the first test on
     the shared trained pipeline (whose worker builds it), then the end-to-end tests that
     build their own clones (the other worker is busy meanwhile), then the rest of the
-    end-to-end tests, and the short unit tests last to fill the gaps. Within each of
-    these, longest first by the seconds recorded in durations.json (`make durations`), a
-    module marked as one xdist_group counted whole, since it goes to one worker whole.
-
-    (Longest first across all the tests was slower on two cores: it runs the heaviest
-    tests side by side, and their processes slow each other down more than the end of
-    the run gains.)"""
-    known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
-    units: dict[str, float] = {}
-    for item in items:
-        guess = GUESS["e2e" if "e2e" in item.keywords else "unit"]
-        units[unit_of(item)] = units.get(unit_of(item), 0.0) + known.get(item.nodeid, guess)
+    end-to-end tests, and the short unit tests last to fill the gaps."""
     first_trained = next((i for i in items if "trained" in i.fixturenames), None)
 
     def rank(item) -> int:
@@ -198,27 +173,4 @@ def pytest_collection_modifyitems(config, items):
             return 3
         return 2 if "trained" in item.fixturenames else 1
 
-    # Stable: a unit's tests keep their order.
-    items.sort(key=lambda item: (rank(item), -units[unit_of(item)]))
-
-
-def unit_of(item) -> str:
-    """What xdist's loadgroup hands out as one: the xdist_group, or the test alone."""
-    group = item.get_closest_marker("xdist_group")
-    return f"group {group.args[0]}" if group else item.nodeid
-
-
-_durations: dict[str, float] = {}
-
-
-def pytest_runtest_logreport(report):
-    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
-
-
-def pytest_sessionfinish(session):
-    # Under xdist the controller sees every worker's reports; a worker writes nothing.
-    if session.config.getoption("--record-durations") and not hasattr(
-        session.config, "workerinput"
-    ):
-        rounded = {k: round(v, 1) for k, v in sorted(_durations.items())}
-        DURATIONS.write_text(json.dumps(rounded, indent=1) + "\n")
+    items.sort(key=rank)  # stable: each file's tests keep their order

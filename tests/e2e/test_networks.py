@@ -10,7 +10,8 @@ from mlflow import MlflowClient
 
 from conftest import REPO, make_clone, run
 
-pytestmark = pytest.mark.e2e
+# One clone for the examples, one after the other: they share its prepared 16 px images.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("networks")]
 
 
 def networks_commands() -> list[str]:
@@ -33,10 +34,14 @@ def test_the_readme_examples_are_found():
     assert [model_of(c) for c in COMMANDS] == ["resnet18", "mobilenet_v3_small", "alexnet"]
 
 
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    return make_clone(tmp_path_factory.mktemp("networks") / "repo")
+
+
 @pytest.mark.parametrize("command", COMMANDS, ids=model_of)
-def test_readme_network_example_learns_and_is_tracked(tmp_path, command):
-    # A clone each, so that the examples run on several workers at once.
-    repo = make_clone(tmp_path / "repo")
+def test_readme_network_example_learns_and_is_tracked(repo, command):
+    run(["git", "checkout", "--", "params.yaml"], repo)  # as the README says, between them
     run(command, repo)
     model = model_of(command)
     assert (
