@@ -13,7 +13,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # Stage commands say `python`; this makes it the venv's python.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test durations lint lock system ui netron server clean
+.PHONY: install repro test lint lock system ui netron server clean
 
 install: $(STAMP)
 
@@ -78,17 +78,11 @@ system:
 
 # The system packages' apt-get runs while pip installs (-j2). Then two workers, sharing one
 # trained pipeline (tests/conftest.py); tests are handed out one by one in the order conftest.py
-# gives them (longest first, by tests/durations.json; a module marked as one xdist_group goes
-# whole to one worker).
+# gives them (longest first; a module marked as one xdist_group goes whole to one worker).
 # The slowest tests are listed last.
-PYTEST := pytest -n 2 --dist loadgroup --no-loadscope-reorder
 test:
 	$(MAKE) -j2 lint system
-	$(PYTEST) --durations=25
-
-# Each test's seconds into tests/durations.json, the order `make test` hands them out in.
-durations: $(DEV_STAMP) system
-	$(PYTEST) --record-durations
+	pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=25
 
 ui: $(STAMP)
 	cnnpipe ui
