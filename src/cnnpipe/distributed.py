@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from cnnpipe.device import resolve_device, set_deterministic
+from cnnpipe.device import resolve_device, reuse_freed_memory, set_deterministic
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,13 @@ class Process:
 def start(cfg, script: str) -> Process:
     """Start training per the train config: under `train.nproc` or `train.nnodes` > 1
     this process is replaced by torchrun running `script`; then the device is chosen and made
-    deterministic, and a process started by torchrun joins its group."""
+    deterministic, freed CPU memory is kept for reuse, and a process started by torchrun
+    joins its group."""
     if (cfg.nproc > 1 or cfg.nnodes > 1) and not under_torchrun():
         relaunch(cfg, script)
     device = resolve_device(cfg.device)
     set_deterministic(cfg.deterministic, device)
+    reuse_freed_memory(device)
     rank, world = setup(device)
     return Process(rank, world, local_device(device))
 

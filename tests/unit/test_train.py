@@ -1,5 +1,7 @@
 import inspect
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -403,6 +405,52 @@ def test_deterministic_flag_switches_torch_and_cudnn_modes_for_cuda():
     finally:
         set_deterministic(False, cuda)
         torch.backends.cudnn.benchmark = False
+
+
+REUSE_PROBE = """
+import resource, torch
+from cnnpipe.data.augment import Augment
+from cnnpipe.data.batches import network_batch
+from cnnpipe.device import reuse_freed_memory
+from cnnpipe.pixels import Normalize
+
+# Photo-sized batches through the reference recipe's augmentations: float batches of
+# 38 MB, above any mmap threshold of glibc's.
+generator = torch.Generator().manual_seed(0)
+photos = torch.randint(0, 256, (64, 3, 256, 256), dtype=torch.uint8, generator=generator)
+labels = torch.arange(64) % 10
+augment = Augment(
+    hflip=True, size=224, source_size=256, erasing=0.1, mixup_alpha=0.2, num_classes=10,
+    resized_crop=(0.08, 4 / 3), policy=("trivial_augment", 9),
+)
+normalize = Normalize([0.5] * 3, [0.25] * 3)
+
+def faults_per_batch():
+    for _ in range(8):  # the heap settles
+        network_batch(photos, labels, normalize, 224, augment, generator)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(4):
+        network_batch(photos, labels, normalize, 224, augment, generator)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 4
+
+default = faults_per_batch()
+reuse_freed_memory(torch.device("cpu"))
+print(default, faults_per_batch())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_freed_cpu_memory_is_reused_without_page_faults():
+    """By default each large block comes fresh from the kernel, a page fault for every
+    4 KiB touched; once the train stage's setting is made, an augmented batch reuses the
+    memory of the one before. In a process of its own: the setting stays for its life."""
+    out = subprocess.run(
+        [sys.executable, "-c", REUSE_PROBE], capture_output=True, text=True, check=True
+    ).stdout
+    default, reused = (int(n) for n in out.split())
+    batch_pages = 64 * 3 * 224 * 224 * 4 // 4096  # one float batch
+    assert default > batch_pages, (default, batch_pages)
+    assert reused < batch_pages // 10, (reused, batch_pages)
 
 
 def test_every_epoch_prints_one_plain_line(digits, capsys):

@@ -11,6 +11,7 @@ from cnnpipe.data.colour import draw_jitter, jitter
 from cnnpipe.data.geometry import draw_flips, draw_resized_crop, padded_crops, resample
 from cnnpipe.data.mixing import apply_mix, draw_erasing, draw_mix, erase
 from cnnpipe.data.policy import apply_policy, draw_policy
+from cnnpipe.data.policy_ops import truncated
 
 
 class Augment:
@@ -108,7 +109,7 @@ class Augment:
                 images = padded_crops(images, size, self.padding, self.hflip, generator)
         if self.policy:
             if images.is_floating_point():  # a resized crop: uint8, as torchvision's gives
-                images = images.round().to(torch.uint8)
+                images = truncated(images.round_())  # the batch's own fresh copy
             name, magnitude = self.policy
             n, _, height, width = images.shape
             steps = draw_policy(name, n, height, width, magnitude, generator)

@@ -25,7 +25,7 @@ def padded_crops(images, size: int, padding: int, hflip: bool, generator) -> tor
     (the column read backwards for a flipped image) and read in a single indexing step;
     a source outside the image is the black padding, so nothing is padded or copied first.
     """
-    n, channels, height, width = images.shape
+    n, _, height, _ = images.shape
     device, p = images.device, padding
     # Draws on the CPU generator, so the same seed gives the same batches anywhere.
     shift = torch.randint(0, height - size + 2 * p + 1, (2, n), generator=generator) - p
@@ -34,14 +34,20 @@ def padded_crops(images, size: int, padding: int, hflip: bool, generator) -> tor
     steps = torch.arange(size, device=device)
     rows = dy[:, None] + steps  # (n, size): the source row of each output row
     cols = torch.where(flip[:, None], size - 1 - steps, steps) + dx[:, None]  # (n, size)
+    return gather_pixels(images, rows, cols)
+
+
+def gather_pixels(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Output pixel (r, c) of image i is its pixel (rows[i, r], cols[i, c]), black where
+    that lies outside the image: one gather for the whole batch (B, C, H, W)."""
+    n, channels, height, width = images.shape
     inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[
         :, None, :
     ]
     source = rows.clamp(0, height - 1)[:, :, None] * width + cols.clamp(0, width - 1)[:, None, :]
     flat = images.reshape(n, channels, height * width)
     picked = flat.gather(2, source.reshape(n, 1, -1).expand(-1, channels, -1))
-    # Zero where the source lies in the padding.
-    return (picked * inside.reshape(n, 1, -1)).reshape(n, channels, size, size)
+    return (picked * inside.reshape(n, 1, -1)).reshape(n, channels, rows.shape[1], cols.shape[1])
 
 
 @dataclass
