@@ -22,9 +22,16 @@ from workspace import (  # noqa: F401
 
 OUTPUT = Path(os.environ.get("CNNPIPE_TEST_OUTPUT", REPO / "test-output"))
 
-# PyTorch in this process (unit tests) and in every child it starts gets this worker's
-# share of the cores; set before any test module imports torch.
-os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_worker()))
+
+def pytest_configure(config):
+    """PyTorch in each test process (unit tests) and in every child it starts gets one
+    worker's share of the cores, set before any test module imports torch. Under xdist the
+    controller, which runs no test, sets it first and its workers inherit it: a worker that
+    counted only itself would find the controller's whole-machine figure already there.
+    An OMP_NUM_THREADS given from outside is kept."""
+    workers = getattr(config, "workerinput", {}).get("workercount")
+    workers = workers or config.getoption("numprocesses", default=None) or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_worker(workers)))
 
 
 @pytest.fixture(scope="session")

@@ -14,17 +14,16 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 
 
-def threads_per_worker() -> int:
-    """This process's share of the cores when pytest-xdist runs several workers. Two
-    workers whose PyTorch each spins a thread per core on two cores run several times
-    slower than with one thread each (a 30-epoch LeNet loop: 19.5 s vs 92 s)."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    return max(1, (os.cpu_count() or 1) // workers)
+def threads_per_worker(workers: int) -> int:
+    """One test worker's share of the cores when `workers` run side by side. Two workers
+    whose PyTorch each spins a thread per core on two cores run several times slower than
+    with one thread each (a 30-epoch LeNet loop: 19.5 s vs 92 s)."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 def cli_env(**extra) -> dict[str, str]:
     """Environment for the real CLIs: this venv first on PATH, no outside MLflow server.
-    (Under pytest, conftest has put this worker's OMP_NUM_THREADS in the environment.)"""
+    (Under pytest, conftest has put the worker's OMP_NUM_THREADS in the environment.)"""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env.pop("MLFLOW_TRACKING_URI", None)
