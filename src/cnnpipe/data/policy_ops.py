@@ -10,10 +10,10 @@ from cnnpipe.data import colour
 from cnnpipe.data.geometry import gather_pixels
 
 
-def affine(images: torch.Tensor, rotate=None, shear=(None, None), shift=(None, None), corner=False):
+def affine(images: torch.Tensor, rotate=None, shear=(None, None), corner=False):
     """torchvision's affine (nearest neighbour, black outside) with each image's own
-    rotation (degrees, anticlockwise), shear angles (degrees) and whole-pixel shift, about
-    the image's centre or (`corner`) its top left corner."""
+    rotation (degrees, anticlockwise) and shear angles (degrees), about the image's centre
+    or (`corner`) its top left corner. Translations are `shift` below."""
     n, channels, height, width = images.shape
     zero = torch.zeros(n, dtype=torch.float64)
 
@@ -22,20 +22,18 @@ def affine(images: torch.Tensor, rotate=None, shear=(None, None), shift=(None, N
 
     rot = torch.deg2rad(given(rotate))
     sx, sy = torch.deg2rad(given(shear[0])), torch.deg2rad(given(shear[1]))
-    tx, ty = given(shift[0]), given(shift[1])
     cx, cy = (-width * 0.5, -height * 0.5) if corner else (0.0, 0.0)
     # The rotation-shear matrix [[a, b], [c, d]] has determinant 1: its inverse is
     # [[d, -b], [-c, a]]; the output pixel (x, y) then reads the input at that inverse of
-    # (x, y) moved by the centre and the shift.
+    # (x, y) moved by the centre.
     a = torch.cos(rot - sy) / torch.cos(sy)
     b = -(a * torch.tan(sx) + torch.sin(rot))
     c = torch.sin(rot - sy) / torch.cos(sy)
     d = torch.cos(rot) - c * torch.tan(sx)
-    moved_x, moved_y = cx + tx, cy + ty
     theta = torch.stack(
         [
-            torch.stack([d, -b, 0.0 + (cx - d * moved_x - (-b) * moved_y)], dim=1),
-            torch.stack([-c, a, 0.0 + (cy - (-c) * moved_x - a * moved_y)], dim=1),
+            torch.stack([d, -b, 0.0 + (cx - d * cx - (-b) * cy)], dim=1),
+            torch.stack([-c, a, 0.0 + (cy - (-c) * cx - a * cy)], dim=1),
         ],
         dim=1,
     ).to(images.device, torch.float32)
@@ -70,9 +68,9 @@ def _shear(axis: int):
 
 
 def shift(images: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
-    """Each image moved by its whole pixels (right, down), black where it left: what the
-    affine above gives for a translation (its sampling points are whole pixels then), as
-    one gather of whole rows and columns instead of a sampling grid."""
+    """Each image moved by its whole pixels (right, down), black where it left: what
+    torchvision's affine gives for a translation (its sampling points are whole pixels
+    then), as one gather of whole rows and columns instead of a sampling grid."""
     height, width = images.shape[-2:]
     device = images.device
     rows = torch.arange(height, device=device) - dy.to(device)[:, None]
