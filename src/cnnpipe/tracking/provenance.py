@@ -26,8 +26,8 @@ def run_tags(repo: Path) -> dict[str, str]:
     for env, tag in (("DVC_EXP_NAME", "dvc.exp_name"), ("DVC_EXP_BASELINE_REV", "dvc.baseline")):
         if os.environ.get(env):
             tags[tag] = os.environ[env]
-    for name in DATA_DIRS:
-        tags[f"data.{Path(name).name}"] = data_hash(repo, name)
+    for name, digest in data_hashes(repo).items():
+        tags[f"data.{Path(name).name}"] = digest
     return tags
 
 
@@ -43,11 +43,7 @@ def changed_sources(repo: Path) -> list[str]:
 
 def pipeline_outputs(repo: Path) -> set[str]:
     """dvc.lock and every path that dvc.yaml lists under a stage's outs, metrics or plots."""
-    spec = (
-        yaml.safe_load((repo / "dvc.yaml").read_text(encoding="utf-8"))
-        if (repo / "dvc.yaml").exists()
-        else {}
-    )
+    spec = _load_yaml(repo / "dvc.yaml") if (repo / "dvc.yaml").exists() else {}
     outputs = {"dvc.lock"}
     for stage in (spec or {}).get("stages", {}).values():
         for kind in ("outs", "metrics", "plots"):
@@ -56,24 +52,35 @@ def pipeline_outputs(repo: Path) -> set[str]:
     return outputs
 
 
-def data_hash(repo: Path, folder: str) -> str:
-    """The folder's hash as dvc.lock records it ("md5:<hash>.dir") when it lists the
+def data_hashes(repo: Path) -> dict[str, str]:
+    """Each data folder's hash as dvc.lock records it ("md5:<hash>.dir") when it lists the
     folder as an output, else the sha256 of its files' names and bytes."""
     lock = repo / "dvc.lock"
+    recorded = {}
     if lock.exists():
-        stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
-        for stage in stages.values():
+        for stage in (_load_yaml(lock) or {}).get("stages", {}).values():
             for out in stage.get("outs", []):
-                if out.get("path") == folder and out.get("md5"):
-                    return f"md5:{out['md5']}"
+                if out.get("path") in DATA_DIRS and out.get("md5"):
+                    recorded[out["path"]] = f"md5:{out['md5']}"
+    return {folder: recorded.get(folder) or _files_hash(repo / folder) for folder in DATA_DIRS}
+
+
+def _files_hash(folder: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted((repo / folder).rglob("*")):
+    for path in sorted(folder.rglob("*")):
         if path.is_file():
-            digest.update(str(path.relative_to(repo / folder)).encode() + b"\0")
+            digest.update(str(path.relative_to(folder)).encode() + b"\0")
             with open(path, "rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     digest.update(block)
     return f"sha256:{digest.hexdigest()}"
+
+
+def _load_yaml(path: Path):
+    # dvc.lock lists every module each stage imports (over a thousand lines): libyaml reads
+    # it in a tenth of the pure-Python parser's time, on every tracked stage's start.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
 
 
 def _git(repo: Path, *args) -> str | None:

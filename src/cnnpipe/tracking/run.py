@@ -20,7 +20,7 @@ from cnnpipe import paths
 from cnnpipe.config import flatten
 from cnnpipe.environment import LOCK_FILE
 from cnnpipe.files import read_json, write_json
-from cnnpipe.tracking.provenance import DATA_DIRS, data_hash, run_tags
+from cnnpipe.tracking.provenance import DATA_DIRS, data_hashes, run_tags
 from cnnpipe.tracking.store import (
     DATASET_RACE,
     RETRIES_ENV,
@@ -94,9 +94,9 @@ class Run:
             # interpreted in multiple ways"; both ways are the same class.
             warnings.simplefilter("ignore", UserWarning)
             source = resolve_dataset_source(DATA_DIRS[0])
-        data_hashes = ":".join(data_hash(REPO, folder) for folder in DATA_DIRS)
+        hashes = ":".join(data_hashes(REPO).values())
         for part, context in DATASET_CONTEXTS.items():
-            digest = hashlib.sha256(f"{data_hashes}:{part}".encode()).hexdigest()[:16]
+            digest = hashlib.sha256(f"{hashes}:{part}".encode()).hexdigest()[:16]
             # A description only: the images stay in data/prepared, under DVC.
             dataset = MetaDataset(source, name=f"{name}-{part}", digest=digest)
             tags = {"images": str(len(split[part])), "classes": str(num_classes)}
