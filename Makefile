@@ -12,23 +12,24 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 # Stage commands say `python`; this makes it the venv's python.
 export PATH := $(BIN):$(PATH)
+# Every stage and test starts Python processes that import torch, MLflow and DVC: they
+# keep the bytecode they compile in the venv for the next ones, even where the machine
+# sets PYTHONDONTWRITEBYTECODE (CI machines do), or each would compile them again.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install repro test lint lock system ui netron server clean
 
 install: $(STAMP)
 
 # Exactly the locked versions, then the project itself without resolving anything again.
-# The modules are byte-compiled once here, on every core and without the packages' own
-# test suites (pip compiles one file after another: 100 s of install became 80 s): with
-# PYTHONDONTWRITEBYTECODE set, as on CI machines, nothing would cache them later. A file
-# written for a newer Python (torch ships one) fails to compile, under pip too: not an error.
+# Nothing is byte-compiled at install: Python compiles each module the first time a
+# process imports it and keeps the bytecode (PYTHONDONTWRITEBYTECODE above), so only
+# the modules in use are compiled, not all 20,000 files of the venv (36 CPU-s).
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
-SITE = $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
-COMPILE = $(BIN)/python -m compileall -q -j0 -x '/tests?/' $(SITE) > /dev/null || true
 # The locks pin every package, so pip needs no resolver (--no-deps; `pip check` proves
 # the set whole), and the CUDA build of torch with its nvidia wheels (3 GB unpacked)
 # installs in a second pip run beside the rest: 71 s became 35 s on two cores. The test
-# set-up installs both locks in that one pass and one compile pass.
+# set-up installs both locks in that one pass.
 BIG_WHEELS := ^(torch|torchvision|triton|nvidia-)
 define INSTALL
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,7 +40,6 @@ define INSTALL
 	  wait $$big && exit $$rest
 	$(PIP_INSTALL) --no-deps -e .
 	$(BIN)/python -m pip check
-	$(COMPILE)
 endef
 
 $(STAMP): requirements.lock pyproject.toml
