@@ -25,6 +25,20 @@ def wait_for_queue(repo, limit=900):
     raise AssertionError(f"the queue did not finish in {limit} s:\n{status}")
 
 
+def start_workers(repo, *args, **env):
+    """`dvc queue start`, not through run(): the workers DVC leaves behind inherit the
+    command's stdout and stderr, and reading captured pipes to their end would wait until
+    the last worker exits, ten seconds after the whole queue has run."""
+    subprocess.run(
+        ["dvc", "queue", "start", *args],
+        cwd=repo,
+        env=cli_env(**env),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 RATES = ["0.1", "0.08", "0.06", "0.04", "0.02", "0.01"]
 
 
@@ -52,7 +66,7 @@ def test_queued_sweep_on_three_workers_lands_in_one_store(store, tmp_path, reque
     if store == "sqlite":
         diverging = ["-S", "lr=1e10", "--name", "diverges"]
         run(["dvc", "exp", "run", "--queue", "export", *diverging], repo)
-    run(["dvc", "queue", "start", "-j", "3"], repo, OMP_NUM_THREADS="1", **env)  # a thread each
+    start_workers(repo, "-j", "3", OMP_NUM_THREADS="1", **env)  # a thread each
     status = wait_for_queue(repo)
     assert len(re.findall(r"\bSuccess\b", status)) == 6, status
 
@@ -103,16 +117,7 @@ def test_queue_logs_show_each_epoch_while_the_experiment_trains(trained_copy):
     set_params(repo, epochs=60, batch_size=4)  # small batches: epochs slow enough to watch
     run(["git", "commit", "-qam", "a longer run"], repo)
     run(["dvc", "exp", "run", "--queue", "train", "--name", "long"], repo)
-    # Not through run(): the worker DVC starts would inherit captured pipes, and reading
-    # them to the end would wait for the whole queue.
-    subprocess.run(
-        ["dvc", "queue", "start"],
-        cwd=repo,
-        env=cli_env(),
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    start_workers(repo)
 
     epoch_line = r"^epoch (\d+)/60: train loss [\d.]+ acc [\d.]+, val loss .* images/s$"
     deadline, lines = time.monotonic() + 600, []

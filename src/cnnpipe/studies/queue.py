@@ -4,6 +4,7 @@ with their share of the cores, and wait, saying as each experiment finishes."""
 import itertools
 import os
 import subprocess
+import tempfile
 import time
 
 from cnnpipe.errors import CnnpipeError
@@ -15,22 +16,31 @@ ENDED = ("Success", "Failed")
 
 
 def dvc(*args: str, quiet: bool = False, env: dict | None = None) -> str:
-    # The workers `dvc queue start` leaves behind would hold on to captured pipes; their
-    # output is not wanted here either.
+    """Run a `dvc` command and return its output (nothing with `quiet`).
+
+    The workers `dvc queue start` leaves behind inherit its stdout and stderr. Through a
+    pipe, reading to the end would wait until the last worker exits, ten seconds after
+    the queue has run dry: the study would sit out its whole queue in that one call. So
+    errors go to a file, read once the command itself has exited, and quiet output nowhere.
+    """
     out = subprocess.DEVNULL if quiet else subprocess.PIPE
-    try:
-        done = subprocess.run(
-            ["dvc", *args],
-            stdout=out,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            timeout=DVC_CALL_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        raise CnnpipeError(f"dvc {' '.join(args)} gave no answer in {DVC_CALL_TIMEOUT} s") from None
-    if done.returncode != 0:
-        raise CnnpipeError(f"dvc {' '.join(args)} failed: {done.stderr.strip()[-1500:]}")
+    with tempfile.TemporaryFile("w+") as errors:
+        try:
+            done = subprocess.run(
+                ["dvc", *args],
+                stdout=out,
+                stderr=errors,
+                text=True,
+                env=env,
+                timeout=DVC_CALL_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise CnnpipeError(
+                f"dvc {' '.join(args)} gave no answer in {DVC_CALL_TIMEOUT} s"
+            ) from None
+        if done.returncode != 0:
+            errors.seek(0)
+            raise CnnpipeError(f"dvc {' '.join(args)} failed: {errors.read().strip()[-1500:]}")
     return done.stdout or ""
 
 
