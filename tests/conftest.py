@@ -1,4 +1,5 @@
 import fcntl
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -168,10 +169,15 @@ def write_digit_folder(root: Path, per_class: int | None = None, broken=True) ->
 
 def pytest_collection_modifyitems(config, items):
     """Hand out the long tests first, so that the workers end together: the first test on
-    the shared trained pipeline (whose worker builds it), then the end-to-end tests that
-    build their own clones (the other worker is busy meanwhile), then the rest of the
-    end-to-end tests, and the short unit tests last to fill the gaps."""
+    the shared trained pipeline (whose worker builds it); then each test that crowds the
+    cores with DVC's queue workers next to one that mostly waits, so that the two run side
+    by side and the crowd takes the core the waiting one leaves idle; then the other
+    end-to-end tests that build their own clones, those on the trained pipeline, and the
+    short unit tests last to fill the gaps."""
     first_trained = next((i for i in items if "trained" in i.fixturenames), None)
+    crowds = [i for i in items if "crowds" in i.keywords and i is not first_trained]
+    waits = [i for i in items if "waits" in i.keywords and i is not first_trained]
+    paired = [i for pair in itertools.zip_longest(crowds, waits) for i in pair if i]
 
     def rank(item) -> int:
         if item is first_trained:
@@ -180,4 +186,5 @@ def pytest_collection_modifyitems(config, items):
             return 3
         return 2 if "trained" in item.fixturenames else 1
 
-    items.sort(key=rank)  # stable: each file's tests keep their order
+    rest = sorted((i for i in items if i not in paired), key=rank)  # stable: file order
+    items[:] = [*rest[:1], *paired, *rest[1:]] if first_trained else [*paired, *rest]

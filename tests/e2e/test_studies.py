@@ -46,6 +46,7 @@ def experiment_listed_and_tracked(repo, client, experiment, result, params: dict
     assert tracked.info.artifact_uri.startswith((repo / "mlartifacts").as_uri())
 
 
+@pytest.mark.waits
 def test_readme_commands_in_order_then_a_study_on_the_committed_params(trained_copy):
     """The README's Using-it commands one after the other: an Adam experiment, registration
     switched on, then a study. The study still trains with the committed SGD, registers

@@ -95,6 +95,7 @@ def digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.waits
 def test_outages_of_the_server_or_its_database_lose_nothing(trained_copy, postgres, s3, tmp_path):
     """The tracking server killed mid-epoch and back within seconds, then PostgreSQL
     restarted under it: training waits, its run's history is whole and its outputs are

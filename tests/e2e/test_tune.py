@@ -34,6 +34,7 @@ def trials_of(storage: str) -> list:
     return optuna.load_study(study_name="tiny", storage=storage).get_trials(deepcopy=False)
 
 
+@pytest.mark.waits
 def test_a_killed_search_goes_on_without_losing_or_repeating_a_trial(trained_copy, tmp_path):
     from optuna.trial import TrialState
 
