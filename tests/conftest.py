@@ -170,21 +170,27 @@ def write_digit_folder(root: Path, per_class: int | None = None, broken=True) ->
 def pytest_collection_modifyitems(config, items):
     """Hand out the long tests first, so that the workers end together: the first test on
     the shared trained pipeline (whose worker builds it); then each test that crowds the
-    cores with DVC's queue workers next to one that mostly waits, so that the two run side
-    by side and the crowd takes the core the waiting one leaves idle; then the other
-    end-to-end tests that build their own clones, those on the trained pipeline, and the
-    short unit tests last to fill the gaps."""
+    cores with DVC's queue workers beside one that mostly waits, so that the crowd takes
+    the core the waiting one leaves idle; then the other end-to-end tests, those that
+    build their own clones before those on the trained pipeline, with the other waiting
+    tests spread among them (two side by side would leave a core idle); and the short
+    unit tests last to fill the gaps."""
     first_trained = next((i for i in items if "trained" in i.fixturenames), None)
-    crowds = [i for i in items if "crowds" in i.keywords and i is not first_trained]
+    crowds = [i for i in items if "crowds" in i.keywords]
     waits = [i for i in items if "waits" in i.keywords and i is not first_trained]
-    paired = [i for pair in itertools.zip_longest(crowds, waits) for i in pair if i]
+    chosen = {id(i) for i in [first_trained, *crowds, *waits]}
+    rest = [i for i in items if id(i) not in chosen]
+    e2e = [i for i in rest if "e2e" in i.keywords]
+    e2e.sort(key=lambda i: "trained" in i.fixturenames)  # stable: file order within
+    unit = [i for i in rest if "e2e" not in i.keywords]
 
-    def rank(item) -> int:
-        if item is first_trained:
-            return 0
-        if "e2e" not in item.keywords:
-            return 3
-        return 2 if "trained" in item.fixturenames else 1
-
-    rest = sorted((i for i in items if i not in paired), key=rank)  # stable: file order
-    items[:] = [*rest[:1], *paired, *rest[1:]] if first_trained else [*paired, *rest]
+    order = [first_trained] if first_trained else []
+    for crowd, waiting in itertools.zip_longest(crowds, waits[: len(crowds)]):
+        order += [i for i in (crowd, waiting) if i]
+    spare = waits[len(crowds) :]
+    every = max(1, len(e2e) // (len(spare) + 1))
+    for n, item in enumerate(e2e, start=1):
+        order.append(item)
+        if spare and n % every == 0:
+            order.append(spare.pop(0))
+    items[:] = [*order, *spare, *unit]

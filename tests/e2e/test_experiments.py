@@ -133,7 +133,6 @@ def test_queued_sweep_on_three_workers_lands_in_one_store(store, tmp_path, reque
     assert client.get_run(champion.run_id).data.metrics["test_acc"] == best
 
 
-@pytest.mark.waits
 def test_queue_logs_show_each_epoch_while_the_experiment_trains(trained_copy):
     repo = trained_copy  # its data is prepared and split: the queued run trains at once
     set_params(repo, epochs=60, batch_size=4)  # small batches: epochs slow enough to watch
