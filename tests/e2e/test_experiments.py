@@ -15,11 +15,16 @@ from conftest import cli_env, experiments_shown, make_clone, run, set_params
 pytestmark = pytest.mark.e2e
 
 
+def busy(status: str) -> bool:
+    """`dvc queue status` lists an experiment still queued or running."""
+    return re.search(r"\b(Queued|Running)\b", status) is not None
+
+
 def wait_for_queue(repo, limit=900):
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         status = run(["dvc", "queue", "status"], repo).stdout
-        if not re.search(r"\b(Queued|Running)\b", status):
+        if not busy(status):
             return status
         time.sleep(3)
     raise AssertionError(f"the queue did not finish in {limit} s:\n{status}")
@@ -38,7 +43,7 @@ def wait_for_experiments(repo, successes: int, failed: bool = False, limit=900):
         seen = len(ended) >= successes and (not failed or "refs/exps/celery/failed" in refs)
         if seen or time.monotonic() - asked > 30:
             status = run(["dvc", "queue", "status"], repo).stdout
-            if not re.search(r"\b(Queued|Running)\b", status):
+            if not busy(status):
                 return status
             asked = time.monotonic()
         time.sleep(1)
